@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a Debian 12 machine with Python 3.11: the system packages the gateway's
+# demo and tests use (Prosody, SIPp, openssl), and a virtual environment in .venv with the
+# gateway and its development tools. Safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v prosody >/dev/null 2>&1 || need+=(prosody)
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  # The Debian package starts a system-wide Prosody; the demo and the tests run their own.
+  $sudo service prosody stop >/dev/null 2>&1 || true
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.sipxmpp-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
