@@ -1,0 +1,1 @@
+"""Shared test helpers: deterministic clock and ids, in-memory harnesses, test peers."""
