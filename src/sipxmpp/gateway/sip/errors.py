@@ -19,6 +19,8 @@ class SipError(Exception):
 
     status_hint: int = 400
     reason_hint: str = "Bad Request"
+    #: On a stream: the framing is lost and the connection must be closed (RFC 3261 §18.3).
+    fatal: bool = False
 
     def __init__(self, msg: str, status_hint: int | None = None, reason_hint: str | None = None):
         super().__init__(msg)
