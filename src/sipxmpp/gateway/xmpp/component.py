@@ -1,0 +1,428 @@
+"""The XMPP edge: one XEP-0114 component link to the XMPP server, kept alive and reconnected.
+
+Theory of operation
+-------------------
+:class:`XmppEdge` owns one :class:`GatewayComponent` (a slixmpp ``ComponentXMPP``) and a
+supervisor task. The supervisor loops: connect (slixmpp's ``connect``), wait for the outcome of
+that connection, wait a backoff delay, connect again. Outcomes come from slixmpp events:
+
+* ``session_start``: the server accepted the handshake (XEP-0114 §3); the link is **up**, the
+  XEP-0199 keepalive starts, ``on_link_state(True)``.
+* ``connection_failed``: the TCP connect failed; outcome ``connect-failed``. slixmpp's own
+  retry loop is cancelled so that the supervisor's backoff applies instead.
+* ``disconnected``: the stream or the TCP connection ended; outcome ``session-lost`` when the
+  link had been up (then ``on_link_state(False)``), else ``disconnected``.
+* handshake timer: no ``<handshake/>`` within ``handshake_timeout`` of the attempt's start (this
+  also bounds a TCP connect that hangs); the attempt is aborted.
+* keepalive timeout: a ping got no answer within ``keepalive_timeout``; the link is marked down
+  at once and the connection aborted, which then ends as ``disconnected`` does.
+
+Delays follow :func:`backoff_delay` (exponential from ``reconnect_min`` to ``reconnect_max``,
+with jitter); the failure count restarts after every link that came up.
+
+Outgoing messages (:meth:`XmppEdge.send_message`) are serialized by ``convert.message_to_xml``
+and written straight to the transport, skipping slixmpp's send queue and its per-stanza
+filter pass; other stanzas (iq results, error replies) use slixmpp's queue, so their order
+relative to messages is not guaranteed. A full transport buffer raises :class:`LinkCongested`
+rather than growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from slixmpp.exceptions import IqError, IqTimeout
+from slixmpp.jid import JID, InvalidJID
+
+from sipxmpp.gateway.xmpp.backoff import backoff_delay
+from sipxmpp.gateway.xmpp.config import XmppEdgeConfig
+from sipxmpp.gateway.xmpp.convert import message_to_xml
+from sipxmpp.gateway.xmpp.disco import DiscoHook, DiscoIdentity, DiscoRegistry
+from sipxmpp.gateway.xmpp.dispatch import MAX_IN_FLIGHT_MESSAGES, MessageDispatcher, install_disco
+from sipxmpp.gateway.xmpp.errors import LinkCongested, LinkDown, LocalXmppError
+from sipxmpp.gateway.xmpp.handler import XmppHandler
+from sipxmpp.gateway.xmpp.stream import GatewayComponent
+from sipxmpp.mapping.model import XmppMessage
+
+__all__ = [
+    "MAX_OUTGOING_STANZA_BYTES",
+    "MAX_WRITE_BUFFER_BYTES",
+    "STOP_GRACE_S",
+    "XmppEdge",
+    "XmppEdgeConfig",
+    "XmppHandler",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest message stanza the edge sends, in bytes. The recipient's server applies its own
+#: limit and closes the stream of whoever exceeds it; Prosody 0.12's smallest default (c2s) is
+#: 256 KiB. RFC 6120 §13.12 guarantees only 10,000 bytes, and RFC 7572 §6 keeps pager-mode
+#: messages far smaller, so 256 KiB is a limit only broken input reaches.
+MAX_OUTGOING_STANZA_BYTES = 256 * 1024
+
+#: Bytes the transport may hold unsent before :meth:`XmppEdge.send_message` refuses with
+#: :class:`LinkCongested`: about two seconds of the 5,000 msg/s design load at ~400 bytes per
+#: stanza. Beyond it the server is not reading, and queueing more only delays the failure.
+MAX_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+
+#: Seconds :meth:`XmppEdge.stop` waits for the server to close its stream after ours.
+STOP_GRACE_S = 2.0
+
+
+def _default_id_generator() -> Callable[[], str]:
+    """Stanza IDs unique per process: a random prefix and a counter (RFC 6120 §8.1.3)."""
+    prefix = "sx" + secrets.token_hex(4)
+    counter = itertools.count(1)
+    return lambda: f"{prefix}-{next(counter)}"
+
+
+class XmppEdge:
+    """The gateway's component link to the XMPP server.
+
+    :param config: where and how to connect.
+    :param handler: receives messages, message errors and link-state changes.
+    :param new_id: stanza ID generator for outgoing messages without an id (injected for tests).
+    :param rng: random source for the backoff jitter (injected for tests).
+    :param max_in_flight: bound on concurrently running message handler tasks.
+    """
+
+    def __init__(
+        self,
+        config: XmppEdgeConfig,
+        handler: XmppHandler,
+        *,
+        new_id: Callable[[], str] | None = None,
+        rng: random.Random | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT_MESSAGES,
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._new_id = new_id or _default_id_generator()
+        self._rng = rng or random.Random()
+        self._max_in_flight = max_in_flight
+        self._disco = DiscoRegistry(config.component_jid, config.identity_name)
+        self._xmpp: GatewayComponent | None = None
+        self._dispatcher: MessageDispatcher | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._outcome: asyncio.Future[str] | None = None
+        self._handshake_timer: asyncio.TimerHandle | None = None
+        self._up = False
+        self._up_event = asyncio.Event()
+        self._session_seen = False
+        self._stopping = False
+        #: Connection attempts made so far (for diagnostics and tests).
+        self.connection_attempts = 0
+        #: Times the link came up so far.
+        self.sessions = 0
+
+    # -- public API -----------------------------------------------------------------------
+
+    @property
+    def config(self) -> XmppEdgeConfig:
+        return self._config
+
+    @property
+    def up(self) -> bool:
+        """True while the handshake is done and the stream is alive."""
+        xmpp = self._xmpp
+        if not self._up or xmpp is None:
+            return False
+        transport = xmpp.transport
+        return transport is not None and not transport.is_closing()
+
+    @property
+    def component(self) -> GatewayComponent | None:
+        """The slixmpp component (``None`` before :meth:`start`); for diagnostics and tests."""
+        return self._xmpp
+
+    @property
+    def disco(self) -> DiscoRegistry:
+        """The XEP-0030 answer of the component JID and its hooks."""
+        return self._disco
+
+    def add_disco_feature(self, var: str) -> None:
+        """Advertise one more feature in disco#info (e.g. ``http://jabber.org/protocol/caps``)."""
+        self._disco.add_feature(var)
+
+    def add_disco_identity(self, identity: DiscoIdentity) -> None:
+        """Add an identity besides ``gateway/sip``."""
+        self._disco.add_identity(identity)
+
+    def set_disco_forms(self, forms: list[str] | tuple[str, ...]) -> None:
+        """Replace the XEP-0128 extended-information forms (serialized ``jabber:x:data``)."""
+        self._disco.set_forms(forms)
+
+    def set_disco_hook(self, hook: DiscoHook | None) -> None:
+        """Install a per-request disco#info hook (see :class:`DiscoRegistry`)."""
+        self._disco.set_hook(hook)
+
+    async def start(self) -> None:
+        """Start connecting; returns at once. Reconnects in the background until :meth:`stop`.
+
+        Use :meth:`wait_up` to wait for the handshake.
+        """
+        if self._supervisor is not None and not self._supervisor.done():
+            return
+        self._stopping = False
+        if self._xmpp is None:
+            self._build()
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(), name=f"xmpp-edge {self._config.component_jid}"
+        )
+
+    async def stop(self) -> None:
+        """Close the stream (``</stream:stream>``), stop reconnecting and cancel handler tasks."""
+        self._stopping = True
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+        await self._cancel_keepalive()
+        xmpp = self._xmpp
+        if xmpp is not None:
+            if xmpp.transport is not None:
+                try:
+                    await asyncio.wait_for(
+                        xmpp.disconnect(wait=STOP_GRACE_S, reason="gateway stopping"),
+                        STOP_GRACE_S + 1.0,
+                    )
+                except TimeoutError:
+                    xmpp.abort()
+            else:
+                xmpp.cancel_connection_attempt()
+            # slixmpp's send-queue task (started by connect()) outlives the connection.
+            run_filters = getattr(xmpp, "_run_out_filters", None)
+            if run_filters is not None:
+                run_filters.cancel()
+                await asyncio.gather(run_filters, return_exceptions=True)
+        if self._dispatcher is not None:
+            await self._dispatcher.aclose()
+        self._set_down()
+
+    async def wait_up(self, timeout: float) -> bool:
+        """Wait until the link is up; ``False`` if it is not within ``timeout`` seconds."""
+        if self.up:
+            return True
+        try:
+            await asyncio.wait_for(self._up_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.up
+
+    def send_message(self, msg: XmppMessage) -> str:
+        """Send a ``<message/>``; returns its id (generated when ``msg.id`` is ``None``).
+
+        Raises :class:`LinkDown` when the link is not up, :class:`LinkCongested` when the
+        server is not reading, :class:`LocalXmppError` for a message XMPP cannot carry (see
+        ``convert.message_to_xml``) or one larger than :data:`MAX_OUTGOING_STANZA_BYTES`.
+        Nothing is sent when it raises.
+        """
+        xmpp = self._xmpp
+        transport = xmpp.transport if xmpp is not None else None
+        if not self._up or transport is None or transport.is_closing():
+            raise LinkDown("the XMPP component link is down")
+        if msg.id is None:
+            msg = dataclasses.replace(msg, id=self._new_id())
+        data = message_to_xml(msg, component_domain=self._config.component_jid).encode("utf-8")
+        if len(data) > MAX_OUTGOING_STANZA_BYTES:
+            raise LocalXmppError(
+                f"message stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
+                condition="policy-violation",
+            )
+        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES:
+            raise LinkCongested("the XMPP server is not reading; message not queued")
+        transport.write(data)
+        assert msg.id is not None
+        return msg.id
+
+    async def __aenter__(self) -> XmppEdge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self._config
+        xmpp = GatewayComponent(
+            cfg.component_jid, cfg.secret, cfg.host, cfg.port, message_sink=self._on_message_xml
+        )
+        self._dispatcher = MessageDispatcher(
+            xmpp, self._handler, default_to=cfg.component_jid, max_in_flight=self._max_in_flight
+        )
+        install_disco(xmpp, self._disco)
+        xmpp.add_event_handler("session_start", self._on_session_start)
+        xmpp.add_event_handler("disconnected", self._on_disconnected)
+        xmpp.add_event_handler("connection_failed", self._on_connection_failed)
+        xmpp.add_event_handler("stream_error", self._on_stream_error)
+        self._xmpp = xmpp
+
+    def _on_message_xml(self, xml: Any) -> None:
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher(xml)
+
+    # -- supervisor -----------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        failures = 0
+        while not self._stopping:
+            try:
+                outcome = await self._connect_once()
+            except Exception:  # a bug here must not end reconnection for good
+                log.exception("XMPP component connection attempt failed unexpectedly")
+                outcome = "internal-error"
+            if self._stopping:
+                return
+            if outcome == "session-lost":
+                failures = 0
+            delay = backoff_delay(
+                failures, self._config.reconnect_min, self._config.reconnect_max, self._rng.random()
+            )
+            failures += 1
+            log.info("XMPP component link: %s; reconnecting in %.2f s", outcome, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_once(self) -> str:
+        xmpp = self._xmpp
+        assert xmpp is not None
+        loop = asyncio.get_running_loop()
+        outcome: asyncio.Future[str] = loop.create_future()
+        self._outcome = outcome
+        self._session_seen = False
+        self.connection_attempts += 1
+        self._handshake_timer = loop.call_later(
+            self._config.handshake_timeout, self._on_handshake_timeout
+        )
+        try:
+            xmpp.connect(self._config.host, self._config.port)
+            return await outcome
+        finally:
+            timer, self._handshake_timer = self._handshake_timer, None
+            if timer is not None:
+                timer.cancel()
+            self._outcome = None
+
+    def _resolve(self, outcome: str) -> None:
+        fut = self._outcome
+        if fut is not None and not fut.done():
+            fut.set_result(outcome)
+
+    # -- slixmpp events -------------------------------------------------------------------
+
+    def _on_session_start(self, _event: Any) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+        self._session_seen = True
+        self._up = True
+        self._up_event.set()
+        self.sessions += 1
+        log.info("XMPP component link up as %s", self._config.component_jid)
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop())
+        self._notify(True)
+
+    def _on_disconnected(self, reason: Any) -> None:
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None and keepalive is not asyncio.current_task():
+            keepalive.cancel()
+        self._resolve("session-lost" if self._session_seen else "disconnected")
+        if reason:
+            log.info("XMPP component stream closed: %s", reason)
+        self._set_down()
+
+    def _on_connection_failed(self, error: Any) -> None:
+        log.info(
+            "XMPP component connection to %s:%s failed: %s",
+            self._config.host,
+            self._config.port,
+            error,
+        )
+        xmpp = self._xmpp
+        if xmpp is not None:
+            xmpp.cancel_connection_attempt()  # the supervisor's backoff applies, not slixmpp's
+        self._resolve("connect-failed")
+
+    def _on_stream_error(self, error: Any) -> None:
+        condition = error["condition"]
+        hint = " (check the component secret)" if condition == "not-authorized" else ""
+        log.error("XMPP server sent stream error %s: %s%s", condition, error["text"], hint)
+
+    def _on_handshake_timeout(self) -> None:
+        self._handshake_timer = None
+        if self._up:
+            return
+        log.warning("no component handshake within %.1f s", self._config.handshake_timeout)
+        xmpp = self._xmpp
+        if xmpp is not None and xmpp.transport is not None:
+            xmpp.abort()  # ends in 'disconnected'
+        else:
+            if xmpp is not None:
+                xmpp.cancel_connection_attempt()
+            self._resolve("handshake-timeout")
+
+    # -- link state and keepalive ---------------------------------------------------------
+
+    def _set_down(self) -> None:
+        was_up = self._up
+        self._up = False
+        self._up_event.clear()
+        if was_up:
+            log.info("XMPP component link down")
+            self._notify(False)
+
+    def _notify(self, up: bool) -> None:
+        try:
+            self._handler.on_link_state(up)
+        except Exception:
+            log.exception("on_link_state(%s) failed", up)
+
+    async def _cancel_keepalive(self) -> None:
+        keepalive, self._keepalive = self._keepalive, None
+        if keepalive is not None:
+            keepalive.cancel()
+            await asyncio.gather(keepalive, return_exceptions=True)
+
+    async def _keepalive_loop(self) -> None:
+        """XEP-0199 §4.2: ping the server; no answer in time means the stream is dead."""
+        xmpp = self._xmpp
+        assert xmpp is not None
+        cfg = self._config
+        try:
+            target = JID(cfg.effective_ping_target)
+        except InvalidJID:
+            log.error("keepalive disabled: invalid ping target %r", cfg.effective_ping_target)
+            return
+        while True:
+            await asyncio.sleep(cfg.keepalive_interval)
+            if not self._up:
+                return
+            try:
+                await xmpp.plugin["xep_0199"].send_ping(
+                    target, ifrom=xmpp.boundjid, timeout=cfg.keepalive_timeout
+                )
+            except IqError:
+                pass  # an error answer (e.g. service-unavailable, §4.2) still proves the link
+            except IqTimeout:
+                log.warning(
+                    "XMPP server did not answer a ping within %.1f s: reconnecting",
+                    cfg.keepalive_timeout,
+                )
+                self._keepalive = None
+                self._set_down()
+                with contextlib.suppress(Exception):
+                    xmpp.abort()
+                return

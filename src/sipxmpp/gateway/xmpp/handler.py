@@ -1,0 +1,37 @@
+"""What the runtime implements to receive from the XMPP edge."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sipxmpp.mapping.model import XmppMessage
+
+__all__ = ["XmppHandler"]
+
+
+class XmppHandler(Protocol):
+    """The runtime's side of the XMPP edge.
+
+    Every coroutine runs in its own task, so a slow handler does not stall the stream; the
+    edge bounds how many run at once (``MAX_IN_FLIGHT_MESSAGES``).
+    """
+
+    async def on_message(self, msg: XmppMessage) -> None:
+        """A ``<message/>`` of type normal, chat or headline addressed to the component's domain.
+
+        Raise :class:`~sipxmpp.gateway.xmpp.errors.StanzaErrorException` to have the edge answer
+        the sender with that stanza error; ``NotImplementedError`` answers
+        ``feature-not-implemented``; :class:`~sipxmpp.gateway.xmpp.errors.Ignore` drops the
+        stanza silently; anything else is logged and answered ``internal-server-error``.
+        """
+        ...
+
+    async def on_message_error(self, msg: XmppMessage) -> None:
+        """A ``type='error'`` message addressed to the component (``msg.error`` is set and
+        ``msg.id`` is the id of the message the gateway sent). Never answered (RFC 6120 §8.3.1);
+        exceptions are only logged."""
+        ...
+
+    def on_link_state(self, up: bool) -> None:
+        """The component link came up (handshake accepted) or went down."""
+        ...
