@@ -38,7 +38,9 @@ class Echo(slixmpp.ClientXMPP):
     def _message(self, msg: slixmpp.Message) -> None:
         if msg["type"] not in ("normal", "chat") or not msg["body"]:
             return
-        print(f"[xmpp] {self.boundjid.bare} received from {msg['from']}: {msg['body']!r}", flush=True)
+        print(
+            f"[xmpp] {self.boundjid.bare} received from {msg['from']}: {msg['body']!r}", flush=True
+        )
         reply = f"Hi {msg['from'].user}, bob here. You wrote: {msg['body']}"
         self.send_message(mto=msg["from"].bare, mbody=reply, mtype="normal")
         print(f"[xmpp] {self.boundjid.bare} answered {msg['from'].bare}: {reply!r}", flush=True)

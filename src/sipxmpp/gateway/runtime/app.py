@@ -1,0 +1,229 @@
+"""Composition root: builds the SIP core, the edges and the bridge from the settings.
+
+Start order: the SIP transport binds its sockets first (the core needs the bound ports for
+its Via headers), then the XMPP component starts connecting (in the background, with
+backoff: SIP requests for the XMPP side get 503 until the link is up). Stop order is the
+reverse, so nothing is handed to an edge that is already gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+
+from sipxmpp.gateway.runtime.bridge import NextHopError, PagerBridge
+from sipxmpp.gateway.runtime.logs import kv
+from sipxmpp.gateway.settings import Settings
+from sipxmpp.gateway.sip import grammar
+from sipxmpp.gateway.sip.address import TransportAddress
+from sipxmpp.gateway.sip.core import EndpointConfig, SipEndpoint
+from sipxmpp.gateway.sip.ids import IdGenerator, RandomIds
+from sipxmpp.gateway.sip.message import Request, Response
+from sipxmpp.gateway.sip.timers import Timers
+from sipxmpp.gateway.transport.config import ListenAddress, TlsSettings, TransportConfig
+from sipxmpp.gateway.transport.manager import SipTransportManager
+from sipxmpp.gateway.transport.resolver import (
+    AiodnsClient,
+    ResolutionError,
+    SipResolver,
+    StaticRoute,
+)
+from sipxmpp.gateway.xmpp.component import XmppEdge, XmppEdgeConfig
+from sipxmpp.mapping.addresses import DomainMap
+
+__all__ = ["Gateway", "domain_map_from"]
+
+log = logging.getLogger("sipxmpp.gateway")
+
+
+def domain_map_from(settings: Settings) -> DomainMap:
+    """The address-mapping tables of ``mapping`` from the ``[domains]`` settings."""
+    component = settings.xmpp.component_jid
+    return DomainMap(
+        sip_domains={d.sip: (d.xmpp or component) for d in settings.domains.sip},
+        xmpp_domains={d.xmpp: (d.sip or d.xmpp) for d in settings.domains.xmpp},
+    )
+
+
+def _transport_config(settings: Settings) -> TransportConfig:
+    s = settings.sip
+    tls: TlsSettings | None = None
+    if s.tls.port is not None or s.tls.ca_file is not None or s.tls.certificate is not None:
+        tls = TlsSettings(
+            certfile=str(s.tls.certificate) if s.tls.certificate else None,
+            keyfile=str(s.tls.private_key) if s.tls.private_key else None,
+            cafile=str(s.tls.ca_file) if s.tls.ca_file else None,
+            require_client_certificate=s.tls.require_client_certificate,
+            allowed_peer_identities=frozenset(s.tls.trusted_peers),
+        )
+    return TransportConfig(
+        udp=ListenAddress(s.listen_host, s.udp_port) if s.udp_port is not None else None,
+        tcp=ListenAddress(s.listen_host, s.tcp_port) if s.tcp_port is not None else None,
+        tls_listen=ListenAddress(s.listen_host, s.tls.port) if s.tls.port is not None else None,
+        tls=tls,
+    )
+
+
+def _static_routes(settings: Settings) -> dict[str, list[StaticRoute]]:
+    out: dict[str, list[StaticRoute]] = {}
+    for domain, targets in settings.sip.static_routes.items():
+        for t in targets:
+            transport, host, port = t.rsplit(":", 2)
+            out.setdefault(domain, []).append(StaticRoute(transport, host, int(port)))  # type: ignore[arg-type]
+    return out
+
+
+class _SipSide:
+    """The bridge's view of the SIP side: drive the core, then let the edge transmit."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    def send_request(self, request: Request, destination: TransportAddress) -> str:
+        t = self._gw.transport
+        key = t.core.send_request(request, destination, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+        t.transmit()
+        return str(key)
+
+    def send_response(self, response: object) -> None:
+        assert isinstance(response, Response)
+        t = self._gw.transport
+        t.core.send_response(response, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+        t.transmit()
+
+
+class Gateway:
+    """The running gateway. ``async with Gateway(settings) as gw: ...``"""
+
+    def __init__(self, settings: Settings, *, ids: IdGenerator | None = None) -> None:
+        self.settings = settings
+        self.ids: IdGenerator = ids if ids is not None else RandomIds()
+        self.domains = domain_map_from(settings)
+        self.endpoint: SipEndpoint | None = None
+        self.transport = SipTransportManager(
+            _transport_config(settings), self._make_core, on_activity=self._drain_sip
+        )
+        self._transports = [
+            t
+            for t, on in (
+                ("udp", settings.sip.udp_port is not None),
+                ("tcp", settings.sip.tcp_port is not None),
+                ("tls", settings.sip.tls.port is not None or settings.sip.tls.ca_file is not None),
+            )
+            if on
+        ]
+        #: Built in :meth:`start`: aiodns needs the running event loop.
+        self.resolver: SipResolver | None = None
+        self._dns: AiodnsClient | None = None
+        x = settings.xmpp
+        self.bridge = PagerBridge(
+            settings=settings,
+            sip=_SipSide(self),
+            xmpp=_LateXmpp(self),
+            resolve=self._next_hop,
+            domains=self.domains,
+            ids=self.ids,
+        )
+        self.xmpp = XmppEdge(
+            XmppEdgeConfig(
+                component_jid=x.component_jid,
+                secret=x.secret,
+                host=x.server_host,
+                port=x.server_port,
+                reconnect_min=x.reconnect_min,
+                reconnect_max=x.reconnect_max,
+                keepalive_interval=x.keepalive_interval,
+                keepalive_timeout=x.keepalive_timeout,
+            ),
+            self.bridge,
+        )
+
+    def _make_core(self, bound: Mapping[str, tuple[str, int]]) -> SipEndpoint:
+        s = self.settings.sip
+        local = {t: (s.public_host or host, port) for t, (host, port) in bound.items()}
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                timers=Timers(t1=s.t1, t2=s.t2, t4=s.t4),
+                local=local,
+                user_agent=s.user_agent,
+            ),
+            self.ids,
+        )
+        return self.endpoint
+
+    def _drain_sip(self) -> None:
+        endpoint = self.endpoint
+        if endpoint is None:
+            return
+        handle = self.bridge.handle_sip_event
+        while (event := endpoint.next_event()) is not None:
+            try:
+                handle(event)
+            except Exception:
+                log.exception("bridge.sip_event_failed", extra=kv(event=type(event).__name__))
+
+    async def _next_hop(self, uri: str) -> TransportAddress:
+        target = self.settings.sip.outbound_proxy or uri
+        assert self.resolver is not None, "the gateway is not started"
+        try:
+            parsed = grammar.parse_sip_uri(target)
+            hops = await self.resolver.resolve_uri(parsed)
+        except (ResolutionError, ValueError) as e:
+            raise NextHopError(f"no next hop for {target}: {e}") from None
+        except Exception as e:  # a malformed URI from the mapping is a refusal, not a crash
+            raise NextHopError(f"no next hop for {target}: {e}") from None
+        return hops[0]
+
+    @property
+    def sip_addresses(self) -> Mapping[str, tuple[str, int]]:
+        return self.transport.local_addresses
+
+    async def start(self) -> None:
+        self._dns = AiodnsClient.create(list(self.settings.sip.dns_servers) or None)
+        self.resolver = SipResolver(
+            self._dns,
+            static=_static_routes(self.settings),
+            transports=self._transports,  # type: ignore[arg-type]
+        )
+        await self.transport.start()
+        log.info(
+            "gateway.sip.listening",
+            extra=kv(**{t: f"{h}:{p}" for t, (h, p) in self.transport.local_addresses.items()}),
+        )
+        await self.xmpp.start()
+        log.info("gateway.started", extra=kv(component=self.settings.xmpp.component_jid))
+
+    async def stop(self) -> None:
+        await self.xmpp.stop()
+        await self.transport.stop()
+        if self._dns is not None:
+            await self._dns.close()
+        log.info("gateway.stopped")
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+class _LateXmpp:
+    """Lets the bridge reach the XMPP edge, which is built after it (it needs the bridge)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    @property
+    def up(self) -> bool:
+        return self._gw.xmpp.up
+
+    def send_message(self, msg: object) -> None:
+        self._gw.xmpp.send_message(msg)  # type: ignore[arg-type]
