@@ -24,7 +24,9 @@ EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sipxmpp", description="SIP/SIMPLE <-> XMPP federation gateway")
+    p = argparse.ArgumentParser(
+        prog="sipxmpp", description="SIP/SIMPLE <-> XMPP federation gateway"
+    )
     p.add_argument("--version", action="version", version=f"sipxmpp {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the gateway")

@@ -51,15 +51,22 @@ class SipTlsSettings(_Frozen):
     """SIP over TLS (RFC 3261 §26.2, RFC 5922 certificate identities)."""
 
     port: int | None = Field(
-        None, ge=0, le=65535, description="TLS listen port; unset disables the TLS listener (0 = any free port)."
+        None,
+        ge=0,
+        le=65535,
+        description="TLS listen port; unset disables the TLS listener (0 = any free port).",
     )
-    certificate: Path | None = Field(None, description="PEM certificate chain the gateway presents.")
+    certificate: Path | None = Field(
+        None, description="PEM certificate chain the gateway presents."
+    )
     private_key: Path | None = Field(None, description="PEM private key of that certificate.")
     ca_file: Path | None = Field(
-        None, description="PEM bundle of the CAs that sign peers' certificates (client and server side)."
+        None,
+        description="PEM bundle of the CAs that sign peers' certificates (client and server side).",
     )
     require_client_certificate: bool = Field(
-        True, description="Mutual TLS: refuse TLS clients that present no certificate signed by ca_file."
+        True,
+        description="Mutual TLS: refuse TLS clients that present no certificate signed by ca_file.",
     )
     trusted_peers: tuple[str, ...] = Field(
         (),
@@ -70,7 +77,9 @@ class SipTlsSettings(_Frozen):
     @model_validator(mode="after")
     def _complete(self) -> SipTlsSettings:
         if self.port is not None and (self.certificate is None or self.private_key is None):
-            raise ValueError("sip.tls.port is set, so sip.tls.certificate and sip.tls.private_key are required")
+            raise ValueError(
+                "sip.tls.port is set, so sip.tls.certificate and sip.tls.private_key are required"
+            )
         return self
 
 
@@ -78,8 +87,12 @@ class SipSettings(_Frozen):
     """The SIP side: listeners, next hop and RFC 3261 timers."""
 
     listen_host: str = Field("127.0.0.1", description="Address the SIP listeners bind to.")
-    udp_port: int | None = Field(5070, ge=0, le=65535, description="UDP listen port; unset disables UDP.")
-    tcp_port: int | None = Field(5070, ge=0, le=65535, description="TCP listen port; unset disables TCP.")
+    udp_port: int | None = Field(
+        5070, ge=0, le=65535, description="UDP listen port; unset disables UDP."
+    )
+    tcp_port: int | None = Field(
+        5070, ge=0, le=65535, description="TCP listen port; unset disables TCP."
+    )
     tls: SipTlsSettings = Field(default_factory=SipTlsSettings, description="SIP over TLS.")
     public_host: str | None = Field(
         None, description="Host put in our Via and Contact headers; defaults to listen_host."
@@ -94,12 +107,17 @@ class SipSettings(_Frozen):
         description="RFC 3263 override: SIP domain -> list of 'transport:host:port' targets, tried in order.",
     )
     dns_servers: tuple[str, ...] = Field(
-        (), description="DNS servers for RFC 3263 lookups ('ip' or 'ip:port'); empty = the system's."
+        (),
+        description="DNS servers for RFC 3263 lookups ('ip' or 'ip:port'); empty = the system's.",
     )
     user_agent: str = Field("sipxmpp/0.1", description="Value of the User-Agent / Server header.")
     t1: float = Field(0.5, gt=0, description="RFC 3261 T1 (RTT estimate), seconds.")
-    t2: float = Field(4.0, gt=0, description="RFC 3261 T2 (max non-INVITE retransmit interval), seconds.")
-    t4: float = Field(5.0, gt=0, description="RFC 3261 T4 (max time a message stays in the network), seconds.")
+    t2: float = Field(
+        4.0, gt=0, description="RFC 3261 T2 (max non-INVITE retransmit interval), seconds."
+    )
+    t4: float = Field(
+        5.0, gt=0, description="RFC 3261 T4 (max time a message stays in the network), seconds."
+    )
     retry_after: int = Field(
         30, ge=1, description="Retry-After seconds sent with 503 while the XMPP link is down."
     )
@@ -110,7 +128,11 @@ class SipSettings(_Frozen):
         for domain, targets in v.items():
             for t in targets:
                 parts = t.rsplit(":", 2)
-                if len(parts) != 3 or parts[0] not in ("udp", "tcp", "tls") or not parts[2].isdigit():
+                if (
+                    len(parts) != 3
+                    or parts[0] not in ("udp", "tcp", "tls")
+                    or not parts[2].isdigit()
+                ):
                     raise ValueError(f"static route {domain!r}: {t!r} is not 'transport:host:port'")
         return v
 
@@ -119,13 +141,21 @@ class XmppSettings(_Frozen):
     """The XMPP side: the XEP-0114 component connection."""
 
     component_jid: str = Field(..., description="The component's domain, e.g. 'sip.example.com'.")
-    secret: str = Field(..., description="XEP-0114 shared secret, as configured on the XMPP server.")
+    secret: str = Field(
+        ..., description="XEP-0114 shared secret, as configured on the XMPP server."
+    )
     server_host: str = Field("127.0.0.1", description="XMPP server's component listener host.")
-    server_port: int = Field(5347, ge=1, le=65535, description="XMPP server's component listener port.")
-    reconnect_min: float = Field(1.0, gt=0, description="First reconnect delay, seconds (doubles up to max).")
+    server_port: int = Field(
+        5347, ge=1, le=65535, description="XMPP server's component listener port."
+    )
+    reconnect_min: float = Field(
+        1.0, gt=0, description="First reconnect delay, seconds (doubles up to max)."
+    )
     reconnect_max: float = Field(60.0, gt=0, description="Longest reconnect delay, seconds.")
     keepalive_interval: float = Field(60.0, gt=0, description="XEP-0199 ping interval, seconds.")
-    keepalive_timeout: float = Field(10.0, gt=0, description="XEP-0199 ping timeout before reconnecting.")
+    keepalive_timeout: float = Field(
+        10.0, gt=0, description="XEP-0199 ping timeout before reconnecting."
+    )
 
 
 class SipDomain(_Frozen):
@@ -141,7 +171,9 @@ class XmppDomain(_Frozen):
     """An XMPP domain whose users are reachable from SIP."""
 
     xmpp: str = Field(..., description="The XMPP domain, e.g. 'example.com'.")
-    sip: str | None = Field(None, description="SIP domain its users appear under; defaults to the same name.")
+    sip: str | None = Field(
+        None, description="SIP domain its users appear under; defaults to the same name."
+    )
 
 
 class DomainSettings(_Frozen):
@@ -175,8 +207,12 @@ class ImSettings(_Frozen):
 class LogSettings(_Frozen):
     """Structured logs on standard error."""
 
-    level: Literal["debug", "info", "warning", "error"] = Field("info", description="Lowest level logged.")
-    format: Literal["json", "text"] = Field("json", description="One JSON object per line, or plain text.")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
+    format: Literal["json", "text"] = Field(
+        "json", description="One JSON object per line, or plain text."
+    )
 
 
 class Settings(_Frozen):
