@@ -7,9 +7,15 @@ interfaces = { "127.0.0.1" }
 c2s_ports = { 5222 }
 component_ports = { 5347 }
 component_interfaces = { "127.0.0.1" }
+http_ports = { }             -- no HTTP, no direct TLS: this example is plain loopback
+https_ports = { }
+c2s_direct_tls_ports = { }
 data_path = "data"
+certificates = "certs"
 pidfile = "prosody.pid"
 log = { info = "prosody.log" }
+-- What a chat server needs: accounts (SASL), rosters, presence, messages, disco, ping.
+modules_enabled = { "roster", "saslauth", "disco", "ping", "presence", "message", "offline" }
 modules_disabled = { "s2s" }  -- this example has no other XMPP domain to federate with
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true

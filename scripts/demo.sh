@@ -37,7 +37,7 @@ wait_port() {  # wait_port PROTO PORT: until something listens on 127.0.0.1:PORT
 
 echo "== Prosody (XMPP partition) in $run"
 cp examples/prosody.cfg.lua "$run/"
-mkdir -p "$run/data"
+mkdir -p "$run/data" "$run/certs"
 (cd "$run" && prosodyctl --config "$run/prosody.cfg.lua" register bob example.com bob >/dev/null)
 (cd "$run" && exec prosody -F --config "$run/prosody.cfg.lua" >"$run/prosody.out" 2>&1) &
 pids+=($!)
@@ -46,8 +46,10 @@ wait_port tcp 5222
 
 echo "== SIPp UAS on 127.0.0.1:5060 (the SIP partition: alice's phone)"
 (cd "$run" && exec sipp -sf "$repo/examples/sipp/message_uas.xml" -i 127.0.0.1 -p 5060 -m 1 \
-   -trace_msg -message_file "$run/alice-phone.log" -bg >/dev/null 2>&1) || true
-sleep 0.3
+   -nostdin -trace_msg -message_file "$run/alice-phone.log" >"$run/alice-phone.out" 2>&1) &
+phone=$!
+pids+=($phone)
+wait_port udp 5060
 
 echo "== sipxmpp (examples/gateway.toml)"
 .venv/bin/sipxmpp run --config examples/gateway.toml 2>"$run/gateway.log" &
@@ -61,16 +63,16 @@ bob=$!
 for _ in $(seq 1 100); do [ -f "$run/bob.ready" ] && break; sleep 0.1; done
 
 echo "== alice (SIPp UAC) sends a MESSAGE to sip:bob@example.com via sipxmpp"
-sipp -sf examples/sipp/message_uac.xml -i 127.0.0.1 -p 5061 -m 1 -s bob \
-  -set from alice -set domain example.com -set text "Hello from SIP, bob" \
+sipp -sf examples/sipp/message_uac.xml -i 127.0.0.1 -p 5061 -m 1 -s bob -nostdin \
+  -key from alice -key domain example.com -key text "Hello from SIP, bob" \
   127.0.0.1:5070 -trace_msg -message_file "$run/alice-uac.log" >/dev/null 2>&1
 grep -m1 -E "^SIP/2.0 20[02]" "$run/alice-uac.log" | sed 's/^/[sip] alice got: /'
 
 wait $bob
-for _ in $(seq 1 50); do grep -q "^MESSAGE " "$run/alice-phone.log" 2>/dev/null && break; sleep 0.1; done
+# The phone (SIPp, -m 1) exits once it has answered one MESSAGE.
+for _ in $(seq 1 100); do kill -0 $phone 2>/dev/null || break; sleep 0.1; done
 echo "== alice's phone received:"
-awk '/^MESSAGE /,/^$/' "$run/alice-phone.log" | sed 's/^/[sip]   /' | head -20
-awk 'BEGIN{b=0} /^MESSAGE /{m=1} m && /^\r?$/{b=1; next} b && NF{print "[sip]   body: " $0; exit}' "$run/alice-phone.log"
+awk '/^MESSAGE /{m=1} m{print "[sip]   " $0} m && /^\r?$/{n++} n==2{exit}' "$run/alice-phone.log" | tr -d '\r'
 echo "== round trip SIP -> XMPP -> SIP complete; logs in $run"
 if [ $keep -eq 1 ]; then
   echo "Prosody on 127.0.0.1:5222/5347, sipxmpp on 127.0.0.1:5070 (UDP/TCP). Ctrl-C to stop."

@@ -81,6 +81,21 @@ def test_rfc_example_range_that_counts_the_crlf_is_tolerated() -> None:
     assert incoming.complete and incoming.body() == b"Hey Bob, are you there?"
 
 
+def test_rfc_4975_section_11_4_cpim_chunks_reassemble() -> None:
+    # §11.4 Figures 14-15: 137 octets as 1-137/148, then "1234567890" as 138-148/148 (the
+    # RFC's range-end counts one octet more than the chunk carries).
+    first = (
+        b"To: Bob <sip:bob@example.com>\r\nFrom: Alice <sip:alice@example.com>\r\n"
+        b"DateTime: 2006-05-15T15:02:31-03:00\r\nContent-Type: text/plain\r\n\r\nABCD"
+    )
+    assert len(first) == 137
+    incoming = IncomingMessage("12339sdqwer", max_size=1000)
+    incoming.add_chunk(chunk(1, first, 148, EndFlag.CONTINUED, end=137), 0.0, 60.0)
+    assert not incoming.complete
+    incoming.add_chunk(chunk(138, b"1234567890", 148, EndFlag.COMPLETE, end=148), 0.0, 60.0)
+    assert incoming.complete and incoming.body() == first + b"1234567890"
+
+
 def test_gap_keeps_message_incomplete() -> None:
     incoming = IncomingMessage("m", max_size=100)
     incoming.add_chunk(chunk(1, b"ab", 6), 0.0, 60.0)

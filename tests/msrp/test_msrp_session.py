@@ -198,6 +198,21 @@ def test_binding_timeout() -> None:
     assert pair.a.of_type(SessionFailed)[0].status == 408
 
 
+def test_binding_timeout_reports_each_pipelined_message_once() -> None:
+    # Chunks pipelined behind an unanswered binding SEND time out at the same instant as it:
+    # the session failure reports each message once, not once more per chunk transaction.
+    pair = MsrpPair()
+    pair.a.conn.bind(pair.a.session, pair.now)
+    mids = [pair.a.session.send_message("text/plain", b"m%d" % i, now=pair.now) for i in range(3)]
+    pair.a.conn.data_to_send()  # lost on the way
+    pair.now = 30.0
+    pair.a.conn.handle_timer(pair.now)
+    pair.a.drain()
+    assert sorted(e.message_id for e in pair.a.of_type(SendFailed)) == sorted(mids)
+    assert len(pair.a.of_type(SessionFailed)) == 1
+    assert pair.a.conn.next_deadline() is None
+
+
 # -- messages ----------------------------------------------------------------------------
 
 

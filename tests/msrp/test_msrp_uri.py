@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from sipxmpp.gateway.msrp import LocalMsrpError, MsrpUri, RemoteMsrpError, parse_path, parse_uri
 
-# URIs that appear in RFC 4975 (§4, §6, §8, §11), parsed into their parts.
+# URIs that appear in RFC 4975 (§4, §6, §8, §11, §14.4), checked against the RFC text.
 RFC_URIS = [
     (
         "msrp://atlanta.example.com:7654/jshA7weztas;tcp",
@@ -20,8 +20,17 @@ RFC_URIS = [
     ),
     ("msrp://host.example.com:8493/asfd34;tcp", MsrpUri("host.example.com", 8493, "asfd34")),
     (
-        "msrps://alice.example.com:7394/2s93i9ek2a;tcp",
-        MsrpUri("alice.example.com", 7394, "2s93i9ek2a", secure=True),
+        "msrp://alice.example.com:7394/2s93i9ek2a;tcp",
+        MsrpUri("alice.example.com", 7394, "2s93i9ek2a"),
+    ),
+    (
+        "msrps://atlanta.example.com:7654/jshA7weso3ks;tcp",
+        MsrpUri("atlanta.example.com", 7654, "jshA7weso3ks", secure=True),
+    ),
+    ("msrp://example.com:7777/iau39soe2843z;tcp", MsrpUri("example.com", 7777, "iau39soe2843z")),
+    (
+        "msrp://bob.example.com:8493/si438dsaodes;tcp",
+        MsrpUri("bob.example.com", 8493, "si438dsaodes"),
     ),
     (
         "msrp://alicepc.example.com:7777/iau39soe2843z;tcp",
@@ -78,19 +87,23 @@ def test_constructor_rejects_bad_parts() -> None:
         MsrpUri("", 1, "x")
 
 
-# RFC 4975 §6.1 comparison: (a, b, equivalent?)
+# RFC 4975 §6.1 comparison, whose five numbered rules are: 1 scheme (case-insensitive),
+# 2 authority (userinfo ignored, percent-decoding, IP/port equivalence, else case-insensitive),
+# 3 explicit port, 4 session-id (case-sensitive, present vs absent), 5 transport.
+# (a, b, equivalent?)
 COMPARISONS = [
-    ("msrp://a.example.com:1/s1;tcp", "MSRP://A.EXAMPLE.COM:1/s1;TCP", True),  # rules 1, 3, 6
+    ("msrp://a.example.com:1/s1;tcp", "MSRP://A.EXAMPLE.COM:1/s1;TCP", True),  # rules 1, 2, 5
     ("msrp://a.example.com:1/s1;tcp", "msrps://a.example.com:1/s1;tcp", False),  # rule 1
     ("msrp://alice@a.example.com:1/s1;tcp", "msrp://bob@a.example.com:1/s1;tcp", True),  # rule 2
     ("msrp://%61.example.com:1/s1;tcp", "msrp://a.example.com:1/s1;tcp", True),  # rule 2
-    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:2/s1;tcp", False),  # rule 4
-    ("msrp://a.example.com/s1;tcp", "msrp://a.example.com:2855/s1;tcp", False),  # rule 4
-    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:1/S1;tcp", False),  # rule 5
-    ("msrp://a.example.com:1;tcp", "msrp://a.example.com:1/s1;tcp", False),  # rule 5
-    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:1/s1;sctp", False),  # rule 6
-    ("msrp://a.example.com:1/s1;tcp;x=1", "msrp://a.example.com:1/s1;tcp;y=2", True),  # rule 7
-    ("msrp://[2001:DB8:0::1]:1/s;tcp", "msrp://[2001:db8::1]:1/s;tcp", True),  # IP literal
+    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:2/s1;tcp", False),  # rule 3
+    ("msrp://a.example.com/s1;tcp", "msrp://a.example.com:2855/s1;tcp", False),  # rule 3
+    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:1/S1;tcp", False),  # rule 4
+    ("msrp://a.example.com:1;tcp", "msrp://a.example.com:1/s1;tcp", False),  # rule 4
+    ("msrp://a.example.com:1/s1;tcp", "msrp://a.example.com:1/s1;sctp", False),  # rule 5
+    # §6.1 has no rule for other URI parameters, so they take no part ([ours]).
+    ("msrp://a.example.com:1/s1;tcp;x=1", "msrp://a.example.com:1/s1;tcp;y=2", True),
+    ("msrp://[2001:DB8:0::1]:1/s;tcp", "msrp://[2001:db8::1]:1/s;tcp", True),  # rule 2, IP
 ]
 
 

@@ -32,7 +32,8 @@ def crlf(text: str) -> bytes:
     return text.replace("\n", "\r\n").encode()
 
 
-# RFC 4975 §11.1, Alice's offer and Bob's answer, transcribed from the RFC text.
+# RFC 4975 §11.1 (Figure 12, steps 1 and 2), Alice's offer and Bob's answer, checked against
+# the RFC text.
 RFC_OFFER = crlf(
     "v=0\n"
     "o=alice 2890844557 2890844559 IN IP4 alicepc.example.com\n"
@@ -60,13 +61,61 @@ GW_PATH = "msrp://gw.example.test:2855/s3ss10n;tcp"
 GW_TLS_PATH = "msrps://gw.example.test:2856/s3ss10n;tcp"
 
 
-@pytest.mark.parametrize("wire", [RFC_OFFER, RFC_ANSWER])
-def test_rfc_4975_bodies_round_trip_byte_exact(wire: bytes) -> None:
+# RFC 4975 §6 Figure 7, and §8.7 Figures 9 (Endpoint A's offer) and 10 (B's answer).
+RFC_FIGURE_7 = crlf(
+    "v=0\n"
+    "o=alice 2890844526 2890844527 IN IP4 alice.example.com\n"
+    "s= -\n"
+    "c=IN IP4 alice.example.com\n"
+    "t=0 0\n"
+    "m=message 7394 TCP/MSRP *\n"
+    "a=accept-types:text/plain\n"
+    "a=path:msrp://alice.example.com:7394/2s93i9ek2a;tcp\n"
+)
+RFC_FIGURE_9 = crlf(
+    "v=0\n"
+    "o=usera 2890844526 2890844527 IN IP4 alice.example.com\n"
+    "s= -\n"
+    "c=IN IP4 alice.example.com\n"
+    "t=0 0\n"
+    "m=message 7394 TCP/MSRP *\n"
+    "a=accept-types:message/cpim text/plain text/html\n"
+    "a=path:msrp://alice.example.com:7394/2s93i93idj;tcp\n"
+)
+RFC_FIGURE_10 = crlf(
+    "v=0\n"
+    "o=userb 2890844530 2890844532 IN IP4 bob.example.com\n"
+    "s= -\n"
+    "c=IN IP4 bob.example.com\n"
+    "t=0 0\n"
+    "m=message 8493 TCP/MSRP *\n"
+    "a=accept-types:message/cpim text/plain\n"
+    "a=path:msrp://bob.example.com:8493/si438dsaodes;tcp\n"
+)
+RFC_BODIES = [
+    (RFC_OFFER, ("text/plain",)),
+    (RFC_ANSWER, ("text/plain",)),
+    (RFC_FIGURE_7, ("text/plain",)),
+    (RFC_FIGURE_9, ("message/cpim", "text/plain", "text/html")),
+    (RFC_FIGURE_10, ("message/cpim", "text/plain")),
+]
+
+
+@pytest.mark.parametrize(("wire", "types"), RFC_BODIES)
+def test_rfc_4975_bodies_round_trip_byte_exact(wire: bytes, types: tuple[str, ...]) -> None:
     sdp = parse_sdp(wire)
     assert serialize_sdp(sdp) == wire
     assert sdp.session_name == " -"
     params = msrp_params(sdp.media[0])
-    assert params.accept_types == ("text/plain",) and not params.secure
+    assert params.accept_types == types and not params.secure and params.setup is None
+
+
+def test_rfc_4975_section_8_7_exchange() -> None:
+    # Figure 10 answers Figure 9: no a=setup anywhere, so A (the offerer) connects (§5.4).
+    negotiated = parse_answer(parse_sdp(RFC_FIGURE_9), parse_sdp(RFC_FIGURE_10))
+    assert negotiated.active is True
+    assert negotiated.accept_types == ("message/cpim", "text/plain")
+    assert negotiated.remote.path == ("msrp://bob.example.com:8493/si438dsaodes;tcp",)
 
 
 def test_rfc_4975_offer_parses_into_the_model() -> None:
@@ -153,12 +202,33 @@ def test_make_offer_tls_and_ipv6() -> None:
         path=["msrps://[2001:db8::5]:2856/abc;tcp"],
         accept_types=["text/plain"],
         secure=True,
-        setup=None,
         session_id=1,
     )
     wire = serialize_sdp(offer).decode()
     assert "c=IN IP6 2001:db8::5\r\n" in wire and "m=message 2856 TCP/TLS/MSRP *\r\n" in wire
-    assert "a=setup" not in wire
+    assert "a=setup:actpass\r\n" in wire
+
+
+def test_make_offer_active_writes_the_discard_port() -> None:
+    # RFC 6135 §4.2.2 / RFC 4145 §4.1: an active endpoint's m-line port SHOULD be 9; a=path
+    # keeps the real URI (it names the session, §5.4).
+    offer = make_offer(
+        path=[GW_PATH], accept_types=["text/plain"], setup=Setup.ACTIVE, session_id=1
+    )
+    media = offer.media[0]
+    assert (media.port, media.attribute("setup"), media.attribute("path")) == (
+        9,
+        "active",
+        GW_PATH,
+    )
+
+
+@pytest.mark.parametrize("setup", [Setup.PASSIVE, Setup.HOLDCONN])
+def test_make_offer_refuses_passive_and_holdconn(setup: Setup) -> None:
+    # RFC 6135 §4.2.2: "MUST NOT use the a=setup 'passive' attribute value in an SDP offer";
+    # §4.2.1: "MUST NOT send the 'holdconn' attribute value".
+    with pytest.raises(LocalSipError):
+        make_offer(path=[GW_PATH], accept_types=["text/plain"], setup=setup, session_id=1)
 
 
 def test_make_offer_refuses_a_path_without_port() -> None:
@@ -202,6 +272,7 @@ def test_answer_the_rfc_offer() -> None:
         "a=accept-types:text/plain\n"
         "a=max-size:131072\n"
         f"a=path:{GW_PATH}\n"
+        "a=setup:passive\n"  # RFC 6135 §4.2.1: always explicit
     )
     assert negotiated.accept_types == ("text/plain",)
     assert negotiated.remote.path == (ALICE_PATH,)
@@ -286,10 +357,8 @@ UNUSABLE = [
         {"path": [GW_TLS_PATH], "allow_tls": False},
         "TLS not allowed",
     ),
-    (_offer("accept-types:text/plain", "setup:holdconn"), {}, "holdconn"),
     (_offer("accept-types:text/plain", "setup:sideways"), {}, "unknown setup"),
     (_offer("accept-types:text/plain", "max-size:big"), {}, "bad max-size"),
-    (_offer("accept-types:text/plain", "connection:old"), {}, "bad connection"),
     (_offer("accept-types:text plain"), {}, "malformed accept-types"),
     (
         crlf("v=0\no=a 1 1 IN IP4 a\ns=-\nc=IN IP4 a\nt=0 0\nm=audio 4000 RTP/AVP 0\n"),
@@ -316,9 +385,13 @@ def test_tls_offer_answered_with_tls_path() -> None:
     assert negotiated.local.secure  # type: ignore[attr-defined]
 
 
-# RFC 6135 §4 / RFC 4145 §4.1: offer a=setup -> (our a=setup, we are active).
+# RFC 6135 §4.2 / RFC 4145 §4.1: offer a=setup -> (our a=setup, we are active). An absent
+# a=setup means active in an offer; holdconn is ignored as if absent (RFC 6135 §4.2.1).
 SETUP_CASES = [
-    (None, False, None, False),
+    (None, False, "passive", False),
+    (None, True, "passive", False),
+    ("holdconn", False, "passive", False),
+    ("holdconn", True, "passive", False),
     ("actpass", False, "passive", False),
     ("actpass", True, "active", True),
     ("active", True, "passive", False),
@@ -333,7 +406,16 @@ def test_answer_setup_roles(
     attrs = ["accept-types:text/plain"] + ([f"setup:{offered}"] if offered else [])
     answer, negotiated = _answer(_offer(*attrs), prefer_active=prefer)
     assert answer.media[0].attribute("setup") == answered
+    assert answer.media[0].port == (9 if active else 2855)
     assert negotiated.active is active  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["new", "existing", "old"])
+def test_a_connection_is_ignored(value: str) -> None:
+    # RFC 6135 §4.4: MSRP UAs "MUST NOT use" a=connection and "MUST ignore" a received one.
+    answer, negotiated = _answer(_offer("accept-types:text/plain", f"connection:{value}"))
+    assert answer.media[0].attribute("connection") is None
+    assert negotiated.active is False  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -354,8 +436,19 @@ def test_direction_is_mirrored(offered: str, mirrored: str) -> None:
 
 
 def _our_offer(setup: Setup | None = Setup.ACTPASS) -> SessionDescription:
-    return make_offer(
-        path=[GW_PATH], accept_types=["text/plain", "message/cpim"], setup=setup, session_id=5
+    """An offer as parse_answer sees it; built by hand for a=setup values that make_offer
+    refuses to write (absent, passive), as a peer's re-offer could carry them."""
+    if setup in (Setup.ACTPASS, Setup.ACTIVE):
+        return make_offer(
+            path=[GW_PATH], accept_types=["text/plain", "message/cpim"], setup=setup, session_id=5
+        )
+    line = "" if setup is None else f"a=setup:{setup.value}\n"
+    return parse_sdp(
+        crlf(
+            "v=0\no=- 5 0 IN IP4 gw.example.test\ns=-\nc=IN IP4 gw.example.test\nt=0 0\n"
+            f"m=message 2855 TCP/MSRP *\na=accept-types:text/plain message/cpim\n"
+            f"a=path:{GW_PATH}\n{line}"
+        )
     )
 
 
@@ -380,9 +473,12 @@ def test_parse_the_rfc_answer() -> None:
     ("offered", "answered", "active"),
     [
         (Setup.ACTPASS, None, True),
+        (Setup.ACTPASS, "holdconn", True),  # ignored (RFC 6135 §4.2.1): answer default passive
         (Setup.ACTPASS, "passive", True),
         (Setup.ACTPASS, "active", False),
         (None, None, True),
+        (None, "passive", True),
+        (Setup.ACTIVE, None, True),
         (Setup.ACTIVE, "passive", True),
         (Setup.PASSIVE, "active", False),
     ],
@@ -403,10 +499,7 @@ def test_parse_answer_roles(offered: Setup | None, answered: str | None, active:
             Setup.ACTPASS,
             _peer_answer("accept-types:text/plain", f"path:{BOB_PATH}", "setup:actpass"),
         ),
-        (
-            Setup.ACTPASS,
-            _peer_answer("accept-types:text/plain", f"path:{BOB_PATH}", "setup:holdconn"),
-        ),
+        (None, _peer_answer("accept-types:text/plain", f"path:{BOB_PATH}", "setup:active")),
         (Setup.ACTIVE, _peer_answer("accept-types:text/plain", f"path:{BOB_PATH}", "setup:active")),
         (
             Setup.PASSIVE,

@@ -14,9 +14,9 @@ after some chunks went out sends an empty chunk flagged ``#`` (§7.1).
 (§7.3.1): each chunk's octets are written at ``start - 1``, so overlapping chunks resolve as
 "last one wins", and the covered intervals are merged. The message is complete once the
 chunk flagged ``$`` has arrived and every octet before its end is covered. The octets
-*actually framed* are trusted over the range-end: RFC 4975's own examples (§4, §11)
-declare two octets more than their bodies carry, so a mismatch is tolerated rather than
-refused. Sizes are checked against the limit before anything is stored (413, §10).
+*actually framed* are trusted over the range-end: RFC 4975's own examples disagree with
+their bodies by a few octets either way (§4 and §11.1 count two more, §11.2 ten fewer,
+§11.4 one more), so a mismatch is tolerated rather than refused. Sizes are checked against the limit before anything is stored (413, §10).
 """
 
 from __future__ import annotations

@@ -353,6 +353,9 @@ class MsrpSession:
 
     def _shutdown(self) -> None:
         self.state = SessionState.CLOSED
+        for message in (*self._queue, *self._tracked.values()):
+            if not message.finished:
+                message.failed = True  # reported (or returned by close()) exactly once
         self._queue.clear()
         self._incoming.clear()
         if self.connection is not None:
@@ -461,7 +464,8 @@ class MsrpConnection:
         """Fire every timer due at ``now``: transaction timeouts (408, §7.3) and
         reassembly timeouts."""
         for tid, txn in list(self._transactions.items()):
-            if txn.deadline > now:
+            # A session failed earlier in this loop took its other transactions with it.
+            if txn.deadline > now or tid not in self._transactions:
                 continue
             self._remove_transaction(tid)
             if txn.message is None:

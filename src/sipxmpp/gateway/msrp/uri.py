@@ -12,12 +12,13 @@ The dataclass keeps every part as written, so ``parse_uri(str(u)) == u``. Datacl
 is therefore *textual*; protocol equivalence is :meth:`MsrpUri.equivalent` (§6.1):
 
 1. schemes match, case-insensitively;
-2. userinfo is ignored; percent-encoded unreserved characters in the authority are decoded;
-3. hosts compare case-insensitively (IP literals as addresses);
-4. an explicit port must match exactly, and a URI with a port never equals one without;
-5. session-ids compare case-sensitively, and a URI without one never equals one with one;
-6. transports compare case-insensitively and must match;
-7. every other URI parameter is ignored.
+2. in the authority, userinfo is ignored, percent-encoded unreserved characters are decoded,
+   IP addresses compare as addresses and host names case-insensitively;
+3. an explicit port must match exactly, and a URI with a port never equals one without;
+4. session-ids compare case-sensitively, and a URI without one never equals one with one;
+5. transports compare case-insensitively and must match.
+
+§6.1 has no rule for other URI parameters, so they take no part in comparison ([ours]).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .errors import LocalMsrpError, RemoteMsrpError
 __all__ = ["MsrpUri", "parse_uri", "parse_path", "DEFAULT_PORT", "MAX_URI_LENGTH"]
 
 #: The IANA-registered MSRP port (TCP and TLS alike). Only used by callers that need a number;
-#: comparison never substitutes it for an absent port (§6.1 rule 4).
+#: comparison never substitutes it for an absent port (§6.1 rule 3).
 DEFAULT_PORT = 2855
 
 #: Longest URI we accept. Real MSRP URIs are well under 200 octets; 1 KiB leaves room for

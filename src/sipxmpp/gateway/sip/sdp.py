@@ -14,26 +14,32 @@ understand"), hint 488.
 *MSRP media (RFC 4975 §8, RFC 6135, RFC 4145).* A chat stream is
 ``m=message <port> TCP/MSRP *`` (or ``TCP/TLS/MSRP``) with ``a=path`` (our MSRP URIs, the
 endpoint's own URI last; it MUST carry a port), ``a=accept-types`` (mandatory),
-``a=accept-wrapped-types``, ``a=max-size`` and optionally ``a=setup`` (RFC 6135: who opens
-the TCP connection) and ``a=connection`` (RFC 4145: new/existing). The c-line and port
-mirror the last path URI and are otherwise ignored (RFC 4975 §8.1).
+``a=accept-wrapped-types``, ``a=max-size`` and ``a=setup`` (RFC 6135: who opens the TCP
+connection). The c-line and port mirror the last path URI and are otherwise ignored (RFC 4975
+§8.1), except that an ``active`` endpoint writes port 9 on its m-line (RFC 4145 §4.1, RFC 6135
+§4.2.2). RFC 6135 §4.4: ``a=connection`` is never sent and is ignored when received.
 
 *Offer/answer (RFC 3264) for one message stream.* :func:`make_offer` builds our offer.
 :func:`answer_offer` takes the first usable ``m=message`` section of a peer's offer, rejects
 every other section with port 0 (RFC 3264 §6), and answers with the accept-types both sides
 understand; when nothing is usable it raises :class:`SdpNegotiationError` whose status
 hint, 488 Not Acceptable Here, is the SIP response to send (RFC 3264 §6, RFC 3261 §21.4.26).
-:func:`parse_answer` checks a peer's answer against our offer. Connection roles follow
-RFC 6135 §4 with the RFC 4975 §5.4 default (no ``a=setup``: the offerer connects):
+:func:`parse_answer` checks a peer's answer to our offer. Connection roles follow RFC 6135
+§4.2 and RFC 4145 §4.1. Our offers and answers always carry ``a=setup`` (RFC 6135 §4.2.1);
+an offer says ``actpass`` (or ``active`` when our listener is not reachable), never
+``passive`` or ``holdconn`` (§4.2.2, §4.2.1). A received ``holdconn`` is ignored, as if no
+``a=setup`` were present (§4.2.1), and an absent one means ``active`` in an offer and
+``passive`` in an answer (RFC 4145 §4.1 defaults, which are RFC 4975 §5.4's "the offerer
+connects"):
 
-========================  ==============  ==============================
-offer a=setup             we answer       who connects
-========================  ==============  ==============================
-absent or ``actpass``     ``passive``     offerer (``active`` if we prefer)
-``active``                ``passive``     offerer
-``passive``               ``active``      answerer (us)
-``holdconn``              refused (488)   nobody: no use for a chat
-========================  ==============  ==============================
+===============================  ==============  ==============================
+offer a=setup                    we answer       who connects
+===============================  ==============  ==============================
+absent, ``holdconn``             ``passive``     offerer
+``actpass``                      ``passive``     offerer (``active``, we, if we prefer)
+``active``                       ``passive``     offerer
+``passive``                      ``active``      answerer (us)
+===============================  ==============  ==============================
 
 This module imports only the standard library and :mod:`sipxmpp.gateway.sip.errors`; MSRP
 URIs are kept as text here and parsed by the MSRP core.
@@ -71,6 +77,7 @@ __all__ = [
     "MAX_SDP_SIZE",
     "MAX_SDP_LINES",
     "MAX_MEDIA_SECTIONS",
+    "ACTIVE_MEDIA_PORT",
 ]
 
 #: Largest SDP body we parse. A chat offer is ~300 octets and an offer with audio, video and
@@ -82,6 +89,9 @@ MAX_SDP_LINES = 512
 MAX_MEDIA_SECTIONS = 32
 #: Most URIs in a=path: the endpoint plus relays (RFC 4976); mirrors the MSRP core's limit.
 MAX_PATH_URIS = 16
+
+#: RFC 4145 §4.1: the m-line port of an ``a=setup:active`` endpoint (the discard port).
+ACTIVE_MEDIA_PORT = 9
 
 #: RFC 4975 §8.1 (TCP) and §8.1/§14 (TLS) transport protocols for m=message.
 MSRP_PROTOS = ("TCP/MSRP", "TCP/TLS/MSRP")
@@ -537,8 +547,7 @@ class MsrpMediaParams:
     secure: bool = False
     """True for TCP/TLS/MSRP with msrps: URIs."""
     setup: Setup | None = None
-    connection: str | None = None
-    """RFC 4145 a=connection (``new``/``existing``), if present."""
+    """a=setup, if present; a received ``holdconn`` is read as absent (RFC 6135 §4.2.1)."""
     direction: str | None = None
     """sendrecv/sendonly/recvonly/inactive, if an attribute says so."""
 
@@ -597,9 +606,11 @@ def msrp_params(media: MediaDescription) -> MsrpMediaParams:
             setup = Setup(raw_setup)
         except ValueError:
             raise SdpNegotiationError(f"unknown a=setup value {raw_setup!r}", 488) from None
-    connection = media.attribute("connection")
-    if connection is not None and connection not in ("new", "existing"):
-        raise SdpNegotiationError(f"unknown a=connection value {connection!r}", 488)
+        if setup is Setup.HOLDCONN:
+            # RFC 6135 §4.2.1: "it MUST ignore it and process the message as if it did not
+            # contain an a=setup attribute".
+            setup = None
+    # RFC 6135 §4.4: a received a=connection "MUST" be ignored, so it is not even validated.
     direction = next((a.name for a in media.attributes if a.name in _DIRECTIONS), None)
     return MsrpMediaParams(
         path=path,
@@ -608,7 +619,6 @@ def msrp_params(media: MediaDescription) -> MsrpMediaParams:
         max_size=max_size,
         secure=secure,
         setup=setup,
-        connection=connection,
         direction=direction,
     )
 
@@ -630,10 +640,12 @@ def _message_section(params: MsrpMediaParams) -> MediaDescription:
     attributes.append(Attribute("path", " ".join(params.path)))
     if params.setup is not None:
         attributes.append(Attribute("setup", params.setup.value))
-    if params.connection is not None:
-        attributes.append(Attribute("connection", params.connection))
     if params.direction is not None:
         attributes.append(Attribute(params.direction))
+    if params.setup is Setup.ACTIVE:
+        # RFC 4145 §4.1 (via RFC 6135 §4.2.2): nobody connects to an active endpoint's m-line
+        # port, which "SHOULD" then be 9, the discard port. a=path keeps our real URI.
+        port = ACTIVE_MEDIA_PORT
     return MediaDescription(
         media="message",
         port=port,
@@ -716,13 +728,20 @@ def make_offer(
     accept_wrapped_types: Sequence[str] = (),
     max_size: int | None = None,
     secure: bool = False,
-    setup: Setup | None = Setup.ACTPASS,
+    setup: Setup = Setup.ACTPASS,
     session_id: int,
     session_version: int = 0,
     username: str = "-",
     session_name: str = "-",
 ) -> SessionDescription:
-    """An offer with one ``m=message`` stream; c= and port mirror the last path URI."""
+    """An offer with one ``m=message`` stream; c= and port mirror the last path URI.
+
+    ``setup`` is ``actpass`` when the listener in ``path`` is reachable by the peer, else
+    ``active`` (RFC 6135 §4.2.2); ``passive`` and ``holdconn`` are refused with
+    :class:`LocalSipError` (an offer "MUST NOT" use them, §4.2.2 and §4.2.1).
+    """
+    if setup not in (Setup.ACTPASS, Setup.ACTIVE):
+        raise LocalSipError(f"an MSRP offer cannot say a=setup:{setup.value} (RFC 6135 §4.2)")
     params = MsrpMediaParams(
         path=tuple(path),
         accept_types=tuple(accept_types),
@@ -747,17 +766,22 @@ def make_offer(
     )
 
 
-def _answer_setup(offered: Setup | None, prefer_active: bool) -> tuple[Setup | None, bool]:
-    """Our a=setup and whether we are active (RFC 6135 §4, RFC 4975 §5.4 default)."""
-    if offered is None:
-        return None, False  # RFC 4975: the offerer connects
-    if offered is Setup.ACTPASS:
-        return (Setup.ACTIVE, True) if prefer_active else (Setup.PASSIVE, False)
-    if offered is Setup.ACTIVE:
+def _answer_setup(offered: Setup | None, prefer_active: bool) -> tuple[Setup, bool]:
+    """Our a=setup and whether we are active (RFC 6135 §4.2, RFC 4145 §4.1).
+
+    ``offered`` is None when the offer had no a=setup or had ``holdconn`` (ignored, RFC 6135
+    §4.2.1): the offerer is then active (RFC 4145 §4.1 default, RFC 4975 §5.4), and our
+    answer still states ``passive`` explicitly (RFC 6135 §4.2.1).
+    """
+    if offered is None or offered is Setup.ACTIVE:
         return Setup.PASSIVE, False
+    if offered is Setup.ACTPASS:
+        # RFC 6135 §4.2.2: the answerer MAY say active but SHOULD say passive when it is
+        # not behind a NAT; the caller knows which applies.
+        return (Setup.ACTIVE, True) if prefer_active else (Setup.PASSIVE, False)
     if offered is Setup.PASSIVE:
         return Setup.ACTIVE, True
-    raise SdpNegotiationError("a=setup:holdconn offers no connection for a chat", 488)
+    raise LocalSipError(f"unexpected a=setup value {offered!r}")  # HOLDCONN is mapped to None
 
 
 def answer_offer(
@@ -888,13 +912,15 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Negot
 
 
 def _offerer_active(offered: Setup | None, answered: Setup | None) -> bool:
-    """Whether we, the offerer, connect (RFC 6135 §4; RFC 4145 §4.1)."""
-    if answered is None:
-        if offered is Setup.PASSIVE:
-            raise SdpNegotiationError("we offered passive but the answer has no a=setup", 488)
-        return True  # RFC 4975 §5.4: the offerer is active
-    if answered in (Setup.ACTPASS, Setup.HOLDCONN):
-        raise SdpNegotiationError(f"a=setup:{answered.value} is not a valid answer", 488)
+    """Whether we, the offerer, connect (RFC 6135 §4.2; RFC 4145 §4.1).
+
+    None stands for an absent a=setup or a ``holdconn`` (ignored, RFC 6135 §4.2.1); the
+    RFC 4145 §4.1 defaults then apply: ``active`` in an offer, ``passive`` in an answer.
+    """
+    offered = Setup.ACTIVE if offered is None else offered
+    answered = Setup.PASSIVE if answered is None else answered
+    if answered is Setup.ACTPASS:
+        raise SdpNegotiationError("a=setup:actpass is not a valid answer (RFC 4145 §4.1)", 488)
     if answered is Setup.ACTIVE:
         if offered is Setup.ACTIVE:
             raise SdpNegotiationError("both sides want to be active", 488)

@@ -8,6 +8,13 @@ list of :class:`~sipxmpp.gateway.sip.address.TransportAddress` to try.
 from .config import ListenAddress, TlsSettings, TransportConfig, TransportLimits
 from .interface import SipCore
 from .manager import BoundAddresses, ConnectionInfo, CoreFactory, SipTransportManager
+from .msrp_stream import (
+    MsrpConnectionInfo,
+    MsrpStreamLimits,
+    MsrpTransport,
+    MsrpTransportConfig,
+    msrp_identities,
+)
 from .resolver import (
     AddressRecord,
     AiodnsClient,
@@ -30,6 +37,10 @@ __all__ = [
     "DnsClient",
     "DnsLookupError",
     "ListenAddress",
+    "MsrpConnectionInfo",
+    "MsrpStreamLimits",
+    "MsrpTransport",
+    "MsrpTransportConfig",
     "NaptrRecord",
     "ResolutionError",
     "SipCore",
@@ -41,5 +52,6 @@ __all__ = [
     "TransportConfig",
     "TransportLimits",
     "identity_matches",
+    "msrp_identities",
     "sip_identities",
 ]
