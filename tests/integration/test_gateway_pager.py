@@ -367,3 +367,53 @@ async def test_link_down_gives_503_with_retry_after(prosody: Any, proxy: UdpPeer
         resp = await proxy.recv()
         assert status(resp) == 503
         assert header(resp, "Retry-After") == "30"
+
+
+async def test_sip_over_mutual_tls(prosody: Any, proxy: UdpPeer, tmp_path: Any) -> None:
+    """A peer with a certificate from the configured CA is served over TLS; one without is not."""
+    import ssl
+
+    from support.certs import TestPki
+
+    pki = TestPki.create(tmp_path / "pki")
+    server = pki.issue("gateway", dns=["sip.example.test"], ips=["127.0.0.1"])
+    client = pki.issue("peer", dns=["proxy.example.test"])
+    settings = settings_for(prosody, proxy.port).model_copy(deep=True)
+    tls = {
+        "port": 0,
+        "certificate": str(server.cert),
+        "private_key": str(server.key),
+        "ca_file": str(pki.ca_cert),
+        "require_client_certificate": True,
+    }
+    data = settings.model_dump()
+    data["sip"]["tls"] = tls
+    async with Gateway(Settings.model_validate(data)) as gw:
+        assert await gw.xmpp.wait_up(10.0)
+        port = sip_port(gw, "tls")
+        ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+        async with XmppTestClient(
+            "bob@example.test/tls", "bob-pw", "127.0.0.1", prosody.c2s_port
+        ) as bob:
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=ctx, server_hostname="sip.example.test"
+            )
+            req, _ = message_request(port, text="over mutual TLS", transport="TLS")
+            writer.write(req)
+            await writer.drain()
+            resp = await asyncio.wait_for(reader.read(4096), 5)
+            assert resp.startswith(b"SIP/2.0 202"), resp
+            writer.close()
+            await bob.wait_message(lambda m: m["body"] == "over mutual TLS")
+
+        bare = ssl.create_default_context(cafile=str(pki.ca_cert))  # no client certificate
+        with pytest.raises((ssl.SSLError, ConnectionError, asyncio.IncompleteReadError)):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, ssl=bare, server_hostname="sip.example.test"
+            )
+            writer.write(req)
+            await writer.drain()
+            data_read = await asyncio.wait_for(reader.read(4096), 5)
+            if not data_read:
+                raise ConnectionError("closed by the gateway")
