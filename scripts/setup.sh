@@ -26,7 +26,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.sipxmpp-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # (pip's notes about package index locations this machine does not have are filtered out)
+  .venv/bin/python -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location" >&2) >/dev/null
+  .venv/bin/python -m pip install -q -e ".[dev]" 2> >(grep -v "^WARNING: Location" >&2)
   touch "$stamp"
 fi
