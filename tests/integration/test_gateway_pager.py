@@ -167,6 +167,9 @@ async def bob(prosody: Any) -> AsyncIterator[XmppTestClient]:
     async with XmppTestClient(
         "bob@example.test/laptop", "bob-pw", "127.0.0.1", prosody.c2s_port
     ) as client:
+        # Prosody handles a session's stanzas in order: once this iq is answered, bob's
+        # initial presence has been processed and bare-JID messages reach this resource.
+        await client.disco_info("example.test")
         yield client
 
 
@@ -396,6 +399,7 @@ async def test_sip_over_mutual_tls(prosody: Any, proxy: UdpPeer, tmp_path: Any) 
         async with XmppTestClient(
             "bob@example.test/tls", "bob-pw", "127.0.0.1", prosody.c2s_port
         ) as bob:
+            await bob.disco_info("example.test")
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port, ssl=ctx, server_hostname="sip.example.test"
             )
