@@ -9,14 +9,19 @@ need=()
 command -v prosody >/dev/null 2>&1 || need+=(prosody)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+ls /usr/lib/*/kamailio/modules/presence.so >/dev/null 2>&1 || need+=(kamailio-presence-modules)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-  # The Debian package starts a system-wide Prosody; the demo and the tests run their own.
+  # The Debian packages start system-wide servers; the demo and the tests run their own.
   $sudo service prosody stop >/dev/null 2>&1 || true
+  $sudo service kamailio stop >/dev/null 2>&1 || true
+  $sudo service postgresql stop >/dev/null 2>&1 || true
 fi
 
 PY=${PYTHON:-python3.11}
