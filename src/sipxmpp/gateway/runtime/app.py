@@ -8,19 +8,19 @@ reverse, so nothing is handed to an edge that is already gone.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from types import TracebackType
 
 from sipxmpp.gateway.runtime.bridge import NextHopError, PagerBridge
+from sipxmpp.gateway.runtime.dispatch import SipDispatcher, SipSender
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.settings import Settings
 from sipxmpp.gateway.sip import grammar
 from sipxmpp.gateway.sip.address import TransportAddress
 from sipxmpp.gateway.sip.core import EndpointConfig, SipEndpoint
 from sipxmpp.gateway.sip.ids import IdGenerator, RandomIds
-from sipxmpp.gateway.sip.message import Request, Response
+from sipxmpp.gateway.sip.message import Request
 from sipxmpp.gateway.sip.timers import Timers
 from sipxmpp.gateway.transport.config import ListenAddress, TlsSettings, TransportConfig
 from sipxmpp.gateway.transport.manager import SipTransportManager
@@ -75,25 +75,6 @@ def _static_routes(settings: Settings) -> dict[str, list[StaticRoute]]:
     return out
 
 
-class _SipSide:
-    """The bridge's view of the SIP side: drive the core, then let the edge transmit."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self._gw = gateway
-
-    def send_request(self, request: Request, destination: TransportAddress) -> str:
-        t = self._gw.transport
-        key = t.core.send_request(request, destination, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
-        t.transmit()
-        return str(key)
-
-    def send_response(self, response: object) -> None:
-        assert isinstance(response, Response)
-        t = self._gw.transport
-        t.core.send_response(response, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
-        t.transmit()
-
-
 class Gateway:
     """The running gateway. ``async with Gateway(settings) as gw: ...``"""
 
@@ -120,7 +101,7 @@ class Gateway:
         x = settings.xmpp
         self.bridge = PagerBridge(
             settings=settings,
-            sip=_SipSide(self),
+            sip=_LateSip(self),
             xmpp=_LateXmpp(self),
             resolve=self._next_hop,
             domains=self.domains,
@@ -139,6 +120,9 @@ class Gateway:
             ),
             self.bridge,
         )
+        # Pager-mode IM (RFC 7572) and the gateway's own OPTIONS answer (RFC 3261 §11).
+        self.sip_dispatch = SipDispatcher(default=self.bridge)
+        self.pager_sip = SipSender(self.transport, self.sip_dispatch, self.bridge)
 
     def _make_core(self, bound: Mapping[str, tuple[str, int]]) -> SipEndpoint:
         s = self.settings.sip
@@ -157,12 +141,9 @@ class Gateway:
         endpoint = self.endpoint
         if endpoint is None:
             return
-        handle = self.bridge.handle_sip_event
+        handle = self.sip_dispatch.handle
         while (event := endpoint.next_event()) is not None:
-            try:
-                handle(event)
-            except Exception:
-                log.exception("bridge.sip_event_failed", extra=kv(event=type(event).__name__))
+            handle(event)
 
     async def _next_hop(self, uri: str) -> TransportAddress:
         target = self.settings.sip.outbound_proxy or uri
@@ -213,6 +194,19 @@ class Gateway:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+class _LateSip:
+    """Lets the pager bridge reach its :class:`SipSender`, which needs the bridge to exist."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    def send_request(self, request: Request, destination: TransportAddress) -> str:
+        return self._gw.pager_sip.send_request(request, destination)
+
+    def send_response(self, response: object) -> None:
+        self._gw.pager_sip.send_response(response)
 
 
 class _LateXmpp:

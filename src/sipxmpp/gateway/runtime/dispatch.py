@@ -1,0 +1,103 @@
+"""Routing of SIP core events to the runtime's services (pager IM, presence, provisioning...).
+
+Each service implements :class:`SipService`. Requests are routed by method; the responses,
+timeouts and transport failures of a client transaction go back to the service that sent
+the request (it registered the transaction key through :class:`SipSender`). Nothing here
+looks inside a message beyond its method: what a request means is the service's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from sipxmpp.gateway.runtime.logs import kv
+from sipxmpp.gateway.sip.address import TransportAddress
+from sipxmpp.gateway.sip.events import (
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from sipxmpp.gateway.sip.message import Request, Response
+from sipxmpp.gateway.transport.manager import SipTransportManager
+
+__all__ = ["SipService", "SipDispatcher", "SipSender"]
+
+log = logging.getLogger("sipxmpp.dispatch")
+
+#: Client transactions whose owner is remembered. A transaction ends within Timer F/B
+#: (32 s), or Timer C for INVITE; the map is cleaned on every final outcome, and this bound
+#: only guards against a leak turning into unbounded memory (oldest entries are dropped).
+MAX_OWNED_TRANSACTIONS = 400_000
+
+
+class SipService(Protocol):
+    """A runtime service fed by the SIP core."""
+
+    def handle_sip_event(self, event: object) -> None: ...
+
+
+class SipDispatcher:
+    """Routes SIP events: requests by method, client-transaction outcomes by owner."""
+
+    def __init__(self, default: SipService) -> None:
+        self._default = default
+        self._by_method: dict[str, SipService] = {}
+        self._owners: dict[str, SipService] = {}
+
+    def route_method(self, method: str, service: SipService) -> None:
+        self._by_method[method.upper()] = service
+
+    def own(self, transaction: str, service: SipService) -> None:
+        owners = self._owners
+        owners[transaction] = service
+        if len(owners) > MAX_OWNED_TRANSACTIONS:
+            del owners[next(iter(owners))]
+
+    def handle(self, event: object) -> None:
+        if isinstance(event, RequestReceived):
+            service = self._by_method.get(event.request.method, self._default)
+        elif isinstance(event, ResponseReceived):
+            if event.response.status < 200:
+                service = self._owners.get(event.transaction, self._default)
+            else:
+                service = self._owners.pop(event.transaction, self._default)
+        elif isinstance(event, TransactionTimedOut | TransportFailed):
+            service = self._owners.pop(event.transaction, self._default)
+        else:
+            service = self._default
+        try:
+            service.handle_sip_event(event)
+        except Exception:
+            log.exception("sip.event_failed", extra=kv(event=type(event).__name__))
+
+
+class SipSender:
+    """A service's handle on the SIP side: drive the core, then let the edge transmit.
+
+    ``owner`` receives the outcome events of the requests sent through this handle.
+    """
+
+    def __init__(
+        self, transport: SipTransportManager, dispatcher: SipDispatcher, owner: SipService
+    ) -> None:
+        self._transport = transport
+        self._dispatcher = dispatcher
+        self._owner = owner
+
+    def send_request(self, request: Request, destination: TransportAddress) -> str:
+        t = self._transport
+        key = str(
+            t.core.send_request(request, destination, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+        )
+        self._dispatcher.own(key, self._owner)
+        t.transmit()
+        return key
+
+    def send_response(self, response: object) -> None:
+        assert isinstance(response, Response)
+        t = self._transport
+        t.core.send_response(response, asyncio.get_running_loop().time())  # type: ignore[attr-defined]
+        t.transmit()
