@@ -34,6 +34,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from slixmpp.exceptions import XMPPError
 from slixmpp.stanza.error import Error as _SlixError
 
+from sipxmpp.mapping.errors import XMPP_CONDITIONS
 from sipxmpp.mapping.model import StanzaError
 
 __all__ = [
@@ -56,33 +57,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: RFC 6120 §8.3.3: the defined stanza error conditions.
-STANZA_ERROR_CONDITIONS = frozenset(
-    {
-        "bad-request",
-        "conflict",
-        "feature-not-implemented",
-        "forbidden",
-        "gone",
-        "internal-server-error",
-        "item-not-found",
-        "jid-malformed",
-        "not-acceptable",
-        "not-allowed",
-        "not-authorized",
-        "policy-violation",
-        "recipient-unavailable",
-        "redirect",
-        "registration-required",
-        "remote-server-not-found",
-        "remote-server-timeout",
-        "resource-constraint",
-        "service-unavailable",
-        "subscription-required",
-        "undefined-condition",
-        "unexpected-request",
-    }
-)
+#: RFC 6120 §8.3.3: the defined stanza error conditions (the table lives in ``mapping``).
+STANZA_ERROR_CONDITIONS = XMPP_CONDITIONS
 
 # slixmpp 1.17's ``Error.conditions`` still lists RFC 3920's set: it lacks RFC 6120's
 # ``policy-violation`` (which RFC 7247 §7 and RFC 7572 §6 need) and keeps the removed
