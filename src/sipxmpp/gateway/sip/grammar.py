@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from .errors import LocalSipError, RemoteSipError
+from .message import split_header_values
 
 __all__ = [
     "SipUri",
@@ -226,44 +227,10 @@ def _set_param(params: Params, name: str, value: str | None) -> Params:
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value strictly (RFC 3261 §7.3.1, ``COMMA``).
 
-    Commas inside quoted-strings and ``<...>`` do not separate. Unlike
-    :func:`~.message.split_header_values`, an empty element (``a,,b`` or a trailing
-    comma) or an unbalanced quote/bracket is an error, as RFC 4475 §3.1.2.1 requires.
+    Commas inside quoted-strings and ``<...>`` do not separate; an empty element or an
+    unbalanced quote/bracket is an error (RFC 4475 §3.1.2.1).
     """
-    out: list[str] = []
-    start = 0
-    in_quote = False
-    in_angle = False
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
-        if in_quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == '"':
-                in_quote = False
-        elif ch == '"':
-            in_quote = True
-        elif ch == "<":
-            in_angle = True
-        elif ch == ">":
-            in_angle = False
-        elif ch == "," and not in_angle:
-            part = value[start:i].strip(_LWS)
-            if not part:
-                raise _bad("empty list element", value)
-            out.append(part)
-            start = i + 1
-        i += 1
-    if in_quote or in_angle:
-        raise _bad("unbalanced quote or angle bracket", value)
-    part = value[start:].strip(_LWS)
-    if not part:
-        raise _bad("empty list element", value)
-    out.append(part)
-    return out
+    return split_header_values(value, strict=True)
 
 
 # --- Hosts ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from .errors import LocalSipError
+from .errors import LocalSipError, RemoteSipError
 
 __all__ = [
     "Headers",
@@ -185,11 +185,13 @@ def canonical_name(name: str) -> str:
     return canon
 
 
-def split_header_values(value: str) -> list[str]:
+def split_header_values(value: str, *, strict: bool = False) -> list[str]:
     """Split a comma-separated header value, honouring quoted strings and ``<...>``.
 
     RFC 3261 §7.3.1: commas inside a quoted-string or an angle-bracketed URI do not
-    separate values. Empty elements are dropped.
+    separate values. Leniently (the default) empty elements are dropped; with ``strict``
+    an empty element (``a,,b``, a trailing comma) or an unbalanced quote or bracket raises
+    :class:`RemoteSipError` (400), as RFC 4475 §3.1.2.1 requires of a parser.
     """
     out: list[str] = []
     start = 0
@@ -212,15 +214,25 @@ def split_header_values(value: str) -> list[str]:
         elif ch == ">":
             in_angle = False
         elif ch == "," and not in_angle:
-            part = value[start:i].strip()
+            part = value[start:i].strip(" \t")
             if part:
                 out.append(part)
+            elif strict:
+                raise _bad_list("empty list element", value)
             start = i + 1
         i += 1
-    part = value[start:].strip()
+    if strict and (in_quote or in_angle):
+        raise _bad_list("unbalanced quote or angle bracket", value)
+    part = value[start:].strip(" \t")
     if part:
         out.append(part)
+    elif strict:
+        raise _bad_list("empty list element", value)
     return out
+
+
+def _bad_list(what: str, text: str) -> RemoteSipError:
+    return RemoteSipError(f"{what}: {text[:200]!r}", status_hint=400)
 
 
 @dataclass(frozen=True, slots=True)
