@@ -7,6 +7,7 @@ out (see :mod:`.core`). The public API of every module is re-exported here.
 from .address import RELIABLE, Transport, TransportAddress
 from .build import DIALOG_CREATING_METHODS, default_reason, make_request, make_response
 from .core import SipEndpoint
+from .dialog import MAX_ROUTE_SET, Dialog
 from .errors import LocalSipError, RemoteSipError, SipError
 from .events import (
     MessageRejected,
@@ -71,6 +72,36 @@ from .parser import (
     is_keepalive,
     parse_message,
 )
+from .sub_events import (
+    REASON_EXPIRED,
+    REASON_NO_ANSWER,
+    REASON_NO_NOTIFY,
+    NotifyReceived,
+    RefreshDue,
+    Role,
+    SubscribeFailed,
+    SubscribeRequested,
+    SubscriptionActive,
+    SubscriptionEvent,
+    SubscriptionPending,
+    SubscriptionTerminated,
+    SubscriptionView,
+)
+from .subscription import (
+    ANSWER_TIMEOUT,
+    ENDING_STATUSES,
+    MAX_SUBSCRIPTIONS,
+    MIN_REFRESH_LEAD,
+    NOTIFIER_TABLE,
+    SUBSCRIBER_TABLE,
+    NotifierState,
+    SubscriberState,
+    SubscriptionConfig,
+    SubscriptionManager,
+    parse_event,
+    parse_subscription_state,
+    render_subscription_tables,
+)
 from .timers import Timers
 from .transaction import Action, Transaction, TxInput, TxKind, TxState, render_tables
 from .transaction_layer import (
@@ -98,6 +129,9 @@ __all__ = [
     # core
     "SipEndpoint",
     "EndpointConfig",
+    # dialog
+    "MAX_ROUTE_SET",
+    "Dialog",
     # errors
     "LocalSipError",
     "RemoteSipError",
@@ -168,6 +202,34 @@ __all__ = [
     "StreamFramer",
     "is_keepalive",
     "parse_message",
+    # subscription events
+    "REASON_EXPIRED",
+    "REASON_NO_ANSWER",
+    "REASON_NO_NOTIFY",
+    "NotifyReceived",
+    "RefreshDue",
+    "Role",
+    "SubscribeFailed",
+    "SubscribeRequested",
+    "SubscriptionActive",
+    "SubscriptionEvent",
+    "SubscriptionPending",
+    "SubscriptionTerminated",
+    "SubscriptionView",
+    # subscription
+    "ANSWER_TIMEOUT",
+    "ENDING_STATUSES",
+    "MAX_SUBSCRIPTIONS",
+    "MIN_REFRESH_LEAD",
+    "NOTIFIER_TABLE",
+    "SUBSCRIBER_TABLE",
+    "NotifierState",
+    "SubscriberState",
+    "SubscriptionConfig",
+    "SubscriptionManager",
+    "parse_event",
+    "parse_subscription_state",
+    "render_subscription_tables",
     # timers
     "Timers",
     # transaction
