@@ -330,14 +330,18 @@ class Dialog:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         content_type: str | None = None,
+        cseq: int | None = None,
     ) -> Request:
         """Build the next request of this dialog (§12.2.1.1), consuming one local CSeq.
 
         Before the dialog is confirmed (no remote tag) the request goes out as the
         dialog-creating one did: To without tag and no Route (a SUBSCRIBE retried after a
         423, RFC 6665 §4.1.2.1).
+
+        ``cseq`` names the sequence number instead, and none is consumed: the ACK for a
+        2xx carries the number of the INVITE it acknowledges (§13.2.2.4).
         """
-        if self.local_cseq >= _MAX_LOCAL_CSEQ:
+        if cseq is None and self.local_cseq >= _MAX_LOCAL_CSEQ:
             raise LocalSipError("local CSeq exhausted (RFC 3261 §8.1.1.5)")
         to_addr = NameAddr(parse_any_uri(self.remote_uri))
         if self.remote_tag is not None:
@@ -363,13 +367,14 @@ class Dialog:
             from_tag=self.local_tag,
             to_addr=to_addr,
             call_id=self.call_id,
-            cseq=self.local_cseq + 1,
+            cseq=self.local_cseq + 1 if cseq is None else cseq,
             contact=contact,
             headers=[*routes, *headers],
             body=body,
             content_type=content_type,
         )
-        self.local_cseq += 1
+        if cseq is None:
+            self.local_cseq += 1
         return request
 
     def next_hop(self) -> TransportAddress:
