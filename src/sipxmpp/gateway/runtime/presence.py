@@ -1,0 +1,2300 @@
+"""Presence federation (RFC 8048): SIP SUBSCRIBE/NOTIFY + PIDF <-> XMPP presence, both ways.
+
+Theory of operation
+-------------------
+:class:`PresenceService` is the runtime's presence router. It sits between three things:
+
+* the RFC 6665 subscription layer (``gateway/sip/subscription.py``, sans-I/O), which owns the
+  SIP dialogs, their timers, refreshes and every SIP answer; the service feeds it the SIP
+  core's SUBSCRIBE/NOTIFY events, drains its events, and keeps one ``loop.call_at`` timer
+  armed for the earliest of its deadlines and the service's own;
+* the XMPP edge, through :meth:`on_presence` / :meth:`on_presence_error` and
+  ``send_presence``;
+* the state store (``gateway/store``), where subscriptions, dialogs, last states and
+  presence authorizations survive restarts.
+
+What a presence *means* on the other side is decided in :mod:`sipxmpp.mapping.presence`
+(RFC 8048 tables, subscription decisions, the rich-presence policy, the RFC 3856 §6.10
+throttle); this module only applies those decisions to the right dialogs and JIDs.
+
+Two directions, two records:
+
+* **X2S** (:class:`_Outbound`, RFC 8048 §5.2): an XMPP user ``U`` watches a SIP contact
+  ``C``. The gateway is the SIP *subscriber*: ``subscribe`` -> SUBSCRIBE (point 21);
+  NOTIFY ``pending`` -> nothing on XMPP (22); first ``active`` -> ``subscribed`` plus the
+  PIDF as presence (23); 403/489/603 cancel the authorization, 423/481 keep it (24); a
+  probe or an initial presence refreshes (25); ``unsubscribe`` -> ``Expires: 0`` and then
+  ``unsubscribed`` (26); a probe without an authorization polls with a new-dialog
+  ``Expires: 0`` (38). The layer refreshes before expiry by itself (``auto_refresh``).
+* **S2X** (:class:`_Inbound`, RFC 8048 §5.3): a SIP watcher ``W`` watches an XMPP user
+  ``U``. The gateway is the *notifier*: every SUBSCRIBE gets 200 (never 202) and an
+  immediate NOTIFY (points 63-65); a new watcher becomes ``<presence type='subscribe'>``
+  to ``U`` and stays ``pending`` (no state leaks, RFC 8048 §8.2) until ``U`` answers
+  ``subscribed`` (empty NOTIFY ``active``) or ``unsubscribed`` (``terminated;reason=
+  rejected``) (28); a refresh with unknown state gets an empty NOTIFY (29); an
+  in-dialog ``Expires: 0`` gets a ``closed`` document and ``U`` an ``unavailable`` (30);
+  an out-of-dialog ``Expires: 0`` is a poll (38).
+
+Presence views and leaks (RFC 8048 §8.2, point 39): ``U``'s server sends ``U``'s presence
+to each contact JID separately, and ``U`` may send directed presence to one contact only.
+The service therefore keeps one *view* per (``U``, watcher JID): the latest presence of each
+of ``U``'s resources *as addressed to that watcher*, and a NOTIFY to ``W`` is built only
+from ``W``'s view. Nothing addressed to one watcher ever reaches another.
+
+Rate limiting (RFC 3856 §6.10, point 68): each notifier subscription has a
+:class:`~sipxmpp.mapping.presence.NotifyThrottle`; a change within
+``presence.min_notify_interval`` of the previous NOTIFY is merged and sent when the
+interval ends, with the whole current view (never dropped). The NOTIFY that must follow
+every 2xx (RFC 6665 §4.2.1.2) and every ``terminated`` go out at once. A document equal to
+the last one sent is not sent again.
+
+Caps: ``presence.max_subscriptions_per_user`` (per XMPP user, each direction) and
+``presence.max_subscriptions_per_peer`` (per SIP domain, both directions); over a cap a SIP
+watcher gets 503 with Retry-After and an XMPP user a ``<resource-constraint/>`` presence
+error. The layer enforces ``presence.max_subscriptions`` in all.
+
+Persistence and restarts: every record is written behind (batched every
+``presence.store_flush_interval`` seconds, and on :meth:`stop`): the layer's snapshot of
+the dialog, the last PIDF sent or received, and the service's own fields. On
+:meth:`start` the service restores every stored subscription into the layer
+(``restore``), so SIP watchers keep receiving NOTIFYs in their existing dialogs (a
+refresh is answered with the stored last state, not an empty or closed one), and the
+gateway's own subscriptions are refreshed (spread over ``presence.restore_spread``
+seconds), or re-created when their dialog is gone. Nothing is sent to XMPP on a restart,
+so no watcher sees a false "offline"; probes from each watcher's JID refresh the views
+once the component link is up. Local CSeq numbers jump by :data:`CSEQ_RESTORE_GAP` on a
+restore, so NOTIFYs sent after a crash that lost the last flush still climb (RFC 3261
+§12.2.2).
+
+Logging: one structured event per decision, e.g. ``presence.subscribe.sent``,
+``presence.subscribe.received``, ``presence.authorization.granted``,
+``presence.subscription.ended``, ``presence.restored``; the per-NOTIFY events
+``presence.notify.sent`` / ``presence.notify.received`` / ``presence.notify.throttled``
+are logged at debug level (they run at the NOTIFY rate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import heapq
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, cast
+
+from sipxmpp.gateway.runtime.logs import kv
+from sipxmpp.gateway.settings import PresenceSettings, Settings
+from sipxmpp.gateway.sip.address import TransportAddress
+from sipxmpp.gateway.sip.core import SipEndpoint
+from sipxmpp.gateway.sip.errors import LocalSipError
+from sipxmpp.gateway.sip.events import (
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+    TransportFailed,
+)
+from sipxmpp.gateway.sip.ids import IdGenerator
+from sipxmpp.gateway.sip.sub_events import (
+    NotifyReceived,
+    RefreshDue,
+    Role,
+    SubscribeFailed,
+    SubscribeRequested,
+    SubscriptionActive,
+    SubscriptionPending,
+    SubscriptionTerminated,
+    SubscriptionView,
+)
+from sipxmpp.gateway.sip.subscription import SubscriptionConfig, SubscriptionManager
+from sipxmpp.gateway.store import (
+    Authorization,
+    AuthorizationState,
+    DialogState,
+    Store,
+    StoreError,
+    Subscription,
+    SubscriptionRole,
+    SubscriptionState,
+    open_store,
+)
+from sipxmpp.gateway.xmpp.errors import LinkDown, LocalXmppError, StanzaErrorException
+from sipxmpp.mapping import presence as pmap
+from sipxmpp.mapping.addresses import DomainMap, Jid, parse_uri_or_header
+from sipxmpp.mapping.model import (
+    LocalMappingError,
+    MappingError,
+    MappingRefused,
+    StanzaError,
+    StanzaRefused,
+)
+from sipxmpp.mapping.pidf import (
+    MAX_PIDF_TUPLES,
+    PIDF_MIME_TYPE,
+    PidfError,
+    is_language_tag,
+    parse_pidf,
+    serialize_pidf,
+)
+from sipxmpp.mapping.presence import (
+    Authorization as Answer,
+)
+from sipxmpp.mapping.presence import (
+    NotifyBody,
+    NotifyThrottle,
+    OutboundAction,
+    PresenceType,
+    Resubscribe,
+    RichPresencePolicy,
+    SubscriptionStateValue,
+    SubState,
+    TerminationReason,
+    XmppPresence,
+)
+
+__all__ = [
+    "CSEQ_RESTORE_GAP",
+    "MAX_IMMEDIATE_RETRIES",
+    "MAX_POLLS",
+    "MAX_PENDING_TASKS",
+    "NextHopError",
+    "OwnedEndpoint",
+    "PresenceService",
+    "PresenceXmpp",
+    "SubscriptionLayer",
+    "build_layer",
+    "contact_uri_for",
+    "open_presence_store",
+    "subscription_config",
+]
+
+log = logging.getLogger("sipxmpp.presence")
+
+#: Re-subscriptions the X2S side makes at once, in a row, for one (user, contact) pair before
+#: it waits ``presence.retry_after`` instead. A 481 or a 423 calls for an immediate retry
+#: (RFC 6665 §4.1.2.1, RFC 8048 §5.2.2); a peer answering every retry the same way must not
+#: turn that into a loop.
+MAX_IMMEDIATE_RETRIES = 2
+
+#: Polls (probe -> SUBSCRIBE Expires: 0, RFC 8048 §7.1) waiting for their NOTIFY. Each ends
+#: within Timer N (32 s); the bound keeps a probe flood from growing memory. Beyond it a
+#: probe is answered from what the gateway knows, or not at all.
+MAX_POLLS = 10_000
+
+#: Background tasks (next-hop resolution, store reads) the service runs at once. Each holds
+#: one stanza or SUBSCRIBE; beyond the bound new work is refused (503 / resource-constraint)
+#: instead of queued. 10,000 is two seconds of the 5,000/s design load.
+MAX_PENDING_TASKS = 10_000
+
+#: How much a restored dialog's local CSeq jumps (RFC 3261 §12.2.1.1 only asks for
+#: increasing numbers). Between two flushes (``presence.store_flush_interval``, 1 s by
+#: default) a dialog sends at most one NOTIFY per ``min_notify_interval`` plus the ones
+#: after refreshes; 1,000 covers any realistic crash window, and 2**31 leaves room for
+#: millions of restarts.
+CSEQ_RESTORE_GAP = 1000
+
+#: Unsubscribes whose confirmation (the terminated NOTIFY or the final answer) never came:
+#: after Timer F (64*T1 = 32 s with the default T1) the XMPP user is told anyway (RFC 8048
+#: §5.2.3 confirms with ``unsubscribed``; the user asked for it, so it is true either way).
+UNSUBSCRIBE_CONFIRM_S = 32.0
+
+#: Probes sent per loop iteration when the component link comes up (one per watched
+#: (user, watcher) pair); the rest follow on later iterations so a large gateway does not
+#: stall its event loop.
+PROBE_BATCH = 500
+
+#: Subscriptions restored per loop iteration at start (each costs a store decode and a
+#: layer restore; yielding keeps the loop responsive while 100,000 are restored).
+RESTORE_BATCH = 1000
+
+#: The ``extra`` format version written in the store.
+_EXTRA_VERSION = 1
+
+
+class NextHopError(Exception):
+    """No next hop could be found for a SIP target (raised by the ``resolve`` callable)."""
+
+
+class _Refusal(Exception):
+    """A SUBSCRIBE the service refuses: answer ``status`` with ``headers``."""
+
+    def __init__(
+        self, status: int, reason: str, detail: str, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(f"{status} {reason}: {detail}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.headers = headers
+
+
+# ------------------------------------------------------------------------------ interfaces
+
+
+class SubscriptionLayer(Protocol):
+    """What the service uses of ``gateway.sip.subscription.SubscriptionManager``."""
+
+    def handle_sip_event(self, event: Any, now: float) -> bool: ...
+
+    def next_event(self) -> Any: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def subscribe(
+        self,
+        *,
+        request_uri: str,
+        from_uri: str,
+        to_uri: str,
+        destination: TransportAddress,
+        now: float,
+        event: str = ...,
+        accept: tuple[str, ...] = ...,
+        expires: int | None = ...,
+        auto_refresh: bool = ...,
+        headers: tuple[tuple[str, str], ...] = ...,
+    ) -> str: ...
+
+    def refresh(self, sub_id: str, now: float, expires: int | None = None) -> None: ...
+
+    def unsubscribe(self, sub_id: str, now: float) -> None: ...
+
+    def fetch(
+        self,
+        *,
+        request_uri: str,
+        from_uri: str,
+        to_uri: str,
+        destination: TransportAddress,
+        now: float,
+        event: str = ...,
+    ) -> str: ...
+
+    def accept(
+        self,
+        sub_id: str,
+        now: float,
+        *,
+        state: Literal["active", "pending"],
+        body: bytes | None = None,
+        content_type: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None: ...
+
+    def reject(
+        self,
+        sub_id: str,
+        now: float,
+        status: int,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None: ...
+
+    def notify(
+        self,
+        sub_id: str,
+        now: float,
+        *,
+        state: Literal["active", "pending", "terminated"],
+        body: bytes | None = None,
+        content_type: str | None = None,
+        reason: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None: ...
+
+    def terminate(
+        self,
+        sub_id: str,
+        now: float,
+        reason: str = "noresource",
+        body: bytes | None = None,
+        content_type: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None: ...
+
+    def snapshot(
+        self, sub_id: str, *, now: float | None = None, wall: float | None = None
+    ) -> dict[str, object]: ...
+
+    def restore(self, snapshot: Mapping[str, object], now: float, wall: float) -> str: ...
+
+    def get(self, sub_id: str) -> SubscriptionView | None: ...
+
+    def count(self) -> int: ...
+
+
+class PresenceXmpp(Protocol):
+    """What the service uses of the XMPP edge."""
+
+    @property
+    def up(self) -> bool: ...
+
+    def send_presence(
+        self, presence: XmppPresence, *, error: StanzaError | None = None
+    ) -> None: ...
+
+
+class _Dispatcher(Protocol):
+    def own(self, transaction: str, service: Any) -> None: ...
+
+
+class OwnedEndpoint:
+    """The SIP endpoint as the subscription layer sees it: every client transaction the
+    layer starts is registered with the runtime's SIP dispatcher, so its responses and
+    timeouts come back to the presence service (``runtime/dispatch.py`` routes them by
+    owner). Everything else is the endpoint's own."""
+
+    __slots__ = ("_endpoint", "_dispatcher", "_owner")
+
+    def __init__(self, endpoint: Any, dispatcher: _Dispatcher, owner: Any) -> None:
+        self._endpoint = endpoint
+        self._dispatcher = dispatcher
+        self._owner = owner
+
+    def send_request(self, request: Any, destination: TransportAddress, now: float) -> str:
+        key = str(self._endpoint.send_request(request, destination, now))
+        self._dispatcher.own(key, self._owner)
+        return key
+
+    def send_response(self, response: Any, now: float) -> None:
+        self._endpoint.send_response(response, now)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._endpoint, name)
+
+
+def contact_uri_for(local: Mapping[str, tuple[str, int]]) -> Callable[[str], str]:
+    """The layer's ``contact(transport)``: our Contact URI for a dialog on ``transport``.
+
+    RFC 3261 §8.1.1.8: a SIP URI where the gateway receives the in-dialog requests (the
+    NOTIFYs of its subscriptions, the refreshes of its watchers): the bound (or public)
+    address of that transport, falling back to any bound transport.
+    """
+
+    def contact(transport: str) -> str:
+        t = transport.lower()
+        if t not in local:
+            t = next(iter(local))
+        host, port = local[t]
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        scheme = "sips" if t == "tls" else "sip"
+        suffix = "" if t == "udp" else f";transport={t}"
+        return f"{scheme}:gw@{host}:{port}{suffix}"
+
+    return contact
+
+
+# ------------------------------------------------------------------------------ records
+
+
+@dataclass(slots=True, eq=False)
+class _Outbound:
+    """X2S: XMPP user ``user`` watches SIP contact ``contact_uri`` (gateway = subscriber)."""
+
+    user: str  # U's bare JID
+    user_uri: str  # U's SIP address of record (From of our SUBSCRIBEs)
+    contact_uri: str  # C's address of record (Request-URI / To)
+    contact_jid: str  # C's bare JID under the component domain
+    peer: str  # C's SIP domain
+    sub_id: str | None = None
+    #: An "active" NOTIFY arrived in this authorization: ``subscribed`` was sent (point 23).
+    active_seen: bool = False
+    #: The user sent ``unsubscribe``; waiting for the dialog to end (point 26).
+    unsubscribing: bool = False
+    #: Full JIDs shown to the user as available (for vanished tuples and endings).
+    shown: tuple[str, ...] = ()
+    last_state: bytes | None = None
+    last_lang: str | None = None
+    quick_retries: int = 0
+    #: The latest presence could not be handed to XMPP (link down): resend on link up.
+    undelivered: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Inbound:
+    """S2X: SIP watcher ``watcher_uri`` watches XMPP user ``user`` (gateway = notifier)."""
+
+    sub_id: str
+    user: str  # U's bare JID
+    presentity_uri: str  # U's SIP address of record (the PIDF entity)
+    watcher_uri: str  # W's address of record
+    watcher_jid: str  # W's bare JID under the component domain
+    peer: str  # W's SIP domain
+    active: bool
+    throttle: NotifyThrottle[tuple[XmppPresence, ...]]
+    #: The last document sent (None: none, or an empty NOTIFY).
+    last_state: bytes | None = None
+    last_lang: str | None = None
+
+
+@dataclass(slots=True)
+class _Poll:
+    """An X2S one-time fetch (RFC 8048 §7.1): whom to tell what the NOTIFY says."""
+
+    to_jid: str
+    contact_jid: str
+
+
+@dataclass(order=True, slots=True)
+class _Deadline:
+    when: float
+    seq: int
+    kind: str = field(compare=False)
+    key: Any = field(compare=False)
+
+
+def _merge(a: tuple[XmppPresence, ...], b: tuple[XmppPresence, ...]) -> tuple[XmppPresence, ...]:
+    out = a
+    for p in b:
+        out = pmap.merge_pending_presence(out, p)
+    return out
+
+
+def _bare(jid: str) -> str:
+    return jid.split("/", 1)[0]
+
+
+def _resource(jid: str) -> str:
+    parts = jid.split("/", 1)
+    return parts[1] if len(parts) == 2 else ""
+
+
+# ------------------------------------------------------------------------------ the service
+
+
+class PresenceService:
+    """Routes presence between the subscription layer and the XMPP edge (module docstring).
+
+    :param settings: the gateway settings (``[presence]`` and ``sip.user_agent``).
+    :param domains: the address-mapping tables.
+    :param xmpp: the XMPP edge (``send_presence``, ``up``).
+    :param resolve: the SIP next hop of a URI (raises :class:`NextHopError` or any
+        exception whose class name ends with ``NextHopError``).
+    :param transmit: flushes what the SIP core has to send (the transport's ``transmit``).
+    :param clock: the event loop's monotonic clock (the layer's ``now``).
+    :param wall: wall-clock epoch seconds (the store's times).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        domains: DomainMap,
+        xmpp: PresenceXmpp,
+        resolve: Callable[[str], Awaitable[TransportAddress]],
+        transmit: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] | None = None,
+        wall: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._cfg: PresenceSettings = settings.presence
+        self._domains = domains
+        self._xmpp = xmpp
+        self._resolve = resolve
+        self._transmit = transmit
+        self._clock = clock
+        self._wall = wall
+        self._rng = rng or random.Random()
+        self._policy = RichPresencePolicy(
+            emit_activities=self._cfg.rich_presence,
+            read_activities=self._cfg.rich_presence,
+            closed_dnd_is_dnd=self._cfg.closed_dnd_is_dnd,
+        )
+        self._layer: SubscriptionLayer | None = None
+        self._store: Store | None = None
+        # X2S
+        self._outbound: dict[tuple[str, str], _Outbound] = {}
+        self._out_by_sub: dict[str, _Outbound] = {}
+        self._polls: dict[str, _Poll] = {}
+        # S2X
+        self._inbound: dict[str, _Inbound] = {}
+        self._in_by_pair: dict[tuple[str, str], set[str]] = {}
+        #: (U, watcher JID) -> resource -> latest presence of U addressed to that watcher.
+        self._views: dict[tuple[str, str], dict[str, XmppPresence]] = {}
+        #: (U, watcher JID) -> last document stored for the pair (known state after a restart).
+        self._pair_state: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        # authorizations, (U, SIP AOR) -> record; a cache of the store
+        self._auth: dict[tuple[str, str], Authorization] = {}
+        self._denied: set[tuple[str, str]] = set()
+        # caps
+        self._per_user_out: dict[str, int] = {}
+        self._per_user_in: dict[str, int] = {}
+        self._per_peer: dict[str, int] = {}
+        # timers
+        self._heap: list[_Deadline] = []
+        self._seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        # persistence (write-behind)
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._dirty_auth: set[tuple[str, str]] = set()
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        # background work
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pumping = False
+        self._started = False
+        #: The (U, watcher JID) pairs to probe when the component link comes up.
+        self._probe_on_link: bool = False
+        self.counters: dict[str, int] = {
+            "subscribe_sent": 0,
+            "subscribe_received": 0,
+            "notify_sent": 0,
+            "notify_received": 0,
+            "notify_throttled": 0,
+            "presence_sent": 0,
+            "presence_received": 0,
+            "presence_lost": 0,
+            "refused": 0,
+            "restored": 0,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _now(self) -> float:
+        if self._clock is not None:
+            return self._clock()
+        return asyncio.get_running_loop().time()
+
+    @property
+    def layer(self) -> SubscriptionLayer | None:
+        return self._layer
+
+    async def start(self, layer: SubscriptionLayer, store: Store | None) -> None:
+        """Attach the layer and the (open) store, restore what the store holds, start the
+        write-behind loop."""
+        self._layer = layer
+        self._store = store
+        self._started = True
+        if store is not None:
+            await self._restore_all(store)
+        self._flusher = asyncio.get_running_loop().create_task(
+            self._flush_loop(), name="presence-store-flush"
+        )
+        self._pump()
+
+    async def stop(self) -> None:
+        """Stop timers and background work, and write everything to the store."""
+        self._started = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        flusher, self._flusher = self._flusher, None
+        if flusher is not None:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.flush()
+
+    # ------------------------------------------------------------------ introspection
+
+    def stats(self) -> dict[str, int]:
+        """Counts for operators and benchmarks."""
+        layer = self._layer
+        return {
+            **self.counters,
+            "outbound": len(self._outbound),
+            "inbound": len(self._inbound),
+            "polls": len(self._polls),
+            "views": len(self._views),
+            "layer_subscriptions": layer.count() if layer is not None else 0,
+        }
+
+    def inbound_subscriptions(self) -> list[str]:
+        """The notifier-role subscription ids (for tests and diagnostics)."""
+        return list(self._inbound)
+
+    def outbound_subscription(self, user: str, contact_uri: str) -> str | None:
+        """The layer's id of the SIP subscription ``user`` holds to ``contact_uri``."""
+        out = self._outbound.get((_bare(user), contact_uri))
+        return out.sub_id if out is not None else None
+
+    # ------------------------------------------------------------------ timers
+
+    def _at(self, when: float, kind: str, key: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, _Deadline(when, self._seq, kind, key))
+
+    def _rearm(self) -> None:
+        if not self._started:
+            return
+        deadline: float | None = self._heap[0].when if self._heap else None
+        layer = self._layer
+        if layer is not None:
+            ld = layer.next_deadline()
+            if ld is not None and (deadline is None or ld < deadline):
+                deadline = ld
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = None
+            return
+        if self._timer is not None and self._timer_at == deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        at = self._timer_at or 0.0
+        self._timer_at = None
+        now = max(at, self._now())
+        layer = self._layer
+        if layer is not None:
+            ld = layer.next_deadline()
+            if ld is not None and ld <= now:
+                try:
+                    layer.handle_timer(now)
+                except Exception:
+                    log.exception("presence.layer.timer_failed")
+        while self._heap and self._heap[0].when <= now:
+            item = heapq.heappop(self._heap)
+            try:
+                self._fire(item, now)
+            except Exception:
+                log.exception("presence.timer_failed", extra=kv(kind=item.kind))
+        self._pump()
+
+    def _fire(self, item: _Deadline, now: float) -> None:
+        if item.kind == "throttle":
+            inbound = self._inbound.get(item.key)
+            if inbound is not None:
+                step = inbound.throttle.due(now)
+                inbound.throttle = step.throttle
+                if step.send is not None:
+                    self._notify_current(inbound, now, force=False)
+                elif step.deadline is not None:
+                    self._at(step.deadline, "throttle", inbound.sub_id)
+        elif item.kind == "retry":
+            out = self._outbound.get(item.key)
+            if out is not None and not out.unsubscribing:
+                self._spawn(self._establish(out, refresh_first=True))
+        elif item.kind == "restored-refresh":
+            out = self._out_by_sub.get(item.key)
+            layer = self._layer
+            if out is not None and layer is not None and layer.get(item.key) is not None:
+                self._layer_refresh(out, now)
+        elif item.kind == "unsubscribe-confirm":
+            out = self._outbound.get(item.key)
+            if out is not None and out.unsubscribing:
+                self._finish_unsubscribe(out)
+
+    # ------------------------------------------------------------------ pumping the layer
+
+    def _pump(self) -> None:
+        """Drain the layer's events, then flush the SIP bytes and re-arm the timer."""
+        layer = self._layer
+        if layer is None:
+            return
+        if self._pumping:
+            return  # the outer call drains what this one would have
+        self._pumping = True
+        try:
+            while (event := layer.next_event()) is not None:
+                try:
+                    self._on_layer_event(event)
+                except Exception:
+                    log.exception("presence.event_failed", extra=kv(event=type(event).__name__))
+        finally:
+            self._pumping = False
+        try:
+            self._transmit()
+        except Exception:
+            log.exception("presence.transmit_failed")
+        self._rearm()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> bool:
+        if len(self._tasks) >= MAX_PENDING_TASKS:
+            coro.close()
+            log.warning("presence.overloaded", extra=kv(tasks=len(self._tasks)))
+            return False
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("presence.task_failed", exc_info=task.exception())
+
+    # ------------------------------------------------------------------ SIP side
+
+    def handle_sip_event(self, event: object) -> None:
+        """An event of the SIP core routed here (SUBSCRIBE/NOTIFY requests, outcomes of the
+        layer's client transactions)."""
+        layer = self._layer
+        if layer is None:
+            self._refuse_early(event)
+            return
+        if not isinstance(
+            event, RequestReceived | ResponseReceived | TransactionTimedOut | TransportFailed
+        ):
+            return
+        try:
+            layer.handle_sip_event(event, self._now())
+        except Exception:
+            log.exception("presence.layer.event_failed", extra=kv(event=type(event).__name__))
+        self._pump()
+
+    def _refuse_early(self, event: object) -> None:
+        """Before :meth:`start`, nothing can be served; the SIP core answers nothing itself."""
+        log.warning("presence.not_started", extra=kv(event=type(event).__name__))
+
+    def _on_layer_event(self, event: object) -> None:
+        if isinstance(event, SubscribeRequested):
+            self._on_subscribe_requested(event)
+        elif isinstance(event, NotifyReceived):
+            self._on_notify_received(event)
+        elif isinstance(event, SubscribeFailed):
+            self._on_subscribe_failed(event)
+        elif isinstance(event, SubscriptionTerminated):
+            self._on_terminated(event)
+        elif isinstance(event, SubscriptionActive | SubscriptionPending):
+            sub_id = event.sub_id
+            if sub_id in self._out_by_sub:
+                self._dirty.add(sub_id)
+        elif isinstance(event, RefreshDue):
+            out = self._out_by_sub.get(event.sub_id)
+            if out is not None:
+                self._layer_refresh(out, self._now())
+
+    # ================================================================== S2X (notifier)
+
+    def _on_subscribe_requested(self, ev: SubscribeRequested) -> None:
+        layer = self._layer
+        assert layer is not None
+        now = self._now()
+        self.counters["subscribe_received"] += 1
+        inbound = self._inbound.get(ev.sub_id)
+        if inbound is None:
+            refusal: _Refusal | None
+            try:
+                inbound = self._new_inbound(ev)
+            except MappingRefused as exc:
+                refusal = _Refusal(exc.status, exc.reason, exc.detail or "", exc.headers)
+            except _Refusal as exc:
+                refusal = exc
+            else:
+                refusal = None
+            if refusal is not None:
+                self.counters["refused"] += 1
+                log.info(
+                    "presence.subscribe.refused",
+                    extra=kv(status=refusal.status, reason=refusal.detail, watcher=ev.watcher),
+                )
+                layer.reject(ev.sub_id, now, refusal.status, refusal.reason, refusal.headers)
+                return
+            assert inbound is not None
+        key = (inbound.user, inbound.watcher_uri)
+        if key in self._auth or self._store is None:
+            self._answer_subscribe(inbound, ev, self._auth_of(key), now)
+            return
+        if not self._spawn(self._answer_after_lookup(inbound, ev)):
+            self._drop_inbound(inbound.sub_id)
+            layer.reject(ev.sub_id, now, 503, headers=self._retry_after())
+
+    async def _answer_after_lookup(self, inbound: _Inbound, ev: SubscribeRequested) -> None:
+        key = (inbound.user, inbound.watcher_uri)
+        auth = await self._load_auth(key)
+        layer = self._layer
+        if layer is None or not self._started:
+            return
+        if ev.refresh and ev.sub_id not in self._inbound:
+            return  # ended while the store answered
+        self._answer_subscribe(inbound, ev, auth, self._now())
+        self._pump()
+
+    def _new_inbound(self, ev: SubscribeRequested) -> _Inbound:
+        """Map a new watcher and check the caps; raises MappingRefused to reject."""
+        cfg = self._cfg
+        user = self._domains.sip_target_to_jid(ev.presentity).bare
+        watcher_jid = self._domains.sip_sender_to_jid(ev.watcher).bare
+        try:
+            watcher = pmap_aor(ev.watcher)
+            presentity = str(self._domains.xmpp_sender_to_sip(user))
+        except (MappingError, StanzaRefused) as exc:
+            raise MappingRefused(404, "Not Found", str(exc)) from None
+        user_s = str(user)
+        peer = watcher.split("@", 1)[-1].lower()
+        if not ev.fetch:
+            if self._per_user_in.get(user_s, 0) >= cfg.max_subscriptions_per_user:
+                raise _Refusal(
+                    503,
+                    "Service Unavailable",
+                    f"{user_s} has too many watchers",
+                    self._retry_after(),
+                )
+            if self._per_peer.get(peer, 0) >= cfg.max_subscriptions_per_peer:
+                raise _Refusal(
+                    503,
+                    "Service Unavailable",
+                    f"too many subscriptions with {peer}",
+                    self._retry_after(),
+                )
+        inbound = _Inbound(
+            sub_id=ev.sub_id,
+            user=user_s,
+            presentity_uri=presentity,
+            watcher_uri=watcher,
+            watcher_jid=str(watcher_jid),
+            peer=peer,
+            active=False,
+            throttle=NotifyThrottle(_merge, interval=cfg.min_notify_interval),
+        )
+        if not ev.fetch:
+            self._add_inbound(inbound)
+        return inbound
+
+    def _add_inbound(self, inbound: _Inbound) -> None:
+        self._inbound[inbound.sub_id] = inbound
+        self._in_by_pair.setdefault((inbound.user, inbound.watcher_jid), set()).add(inbound.sub_id)
+        self._per_user_in[inbound.user] = self._per_user_in.get(inbound.user, 0) + 1
+        self._per_peer[inbound.peer] = self._per_peer.get(inbound.peer, 0) + 1
+
+    def _drop_inbound(self, sub_id: str) -> _Inbound | None:
+        inbound = self._inbound.pop(sub_id, None)
+        if inbound is None:
+            return None
+        pair = (inbound.user, inbound.watcher_jid)
+        subs = self._in_by_pair.get(pair)
+        if subs is not None:
+            subs.discard(sub_id)
+            if not subs:
+                del self._in_by_pair[pair]
+                self._views.pop(pair, None)
+                self._pair_state.pop(pair, None)
+        _decrement(self._per_user_in, inbound.user)
+        _decrement(self._per_peer, inbound.peer)
+        self._dirty.discard(sub_id)
+        self._deleted.add(sub_id)
+        return inbound
+
+    def _answer_subscribe(
+        self, inbound: _Inbound, ev: SubscribeRequested, auth: Authorization, now: float
+    ) -> None:
+        layer = self._layer
+        assert layer is not None
+        key = (inbound.user, inbound.watcher_uri)
+        pair = (inbound.user, inbound.watcher_jid)
+        answer = self._answer_of(key, auth)
+        known = self._state_known(pair)
+        in_dialog = ev.refresh
+        plan = pmap.plan_inbound_subscribe(
+            expires=ev.expires,
+            in_dialog=in_dialog,
+            authorization=answer,
+            state_known=known,
+            maximum_expires=self._cfg.max_expires,
+        )
+        kind = plan.kind
+        log.info(
+            "presence.subscribe.received",
+            extra=kv(
+                sub=ev.sub_id,
+                kind=kind.value,
+                watcher=inbound.watcher_uri,
+                presentity=inbound.user,
+                authorization=answer.value,
+                expires=ev.expires,
+            ),
+        )
+        if kind is pmap.InboundKind.UNSUBSCRIBE:
+            # RFC 8048 §5.3.3 (point 30): the final NOTIFY carries a closed document, and
+            # the XMPP user hears that the watcher left; the authorization stays.
+            body, lang = self._body(inbound, plan.notify_body)
+            layer.terminate(
+                ev.sub_id,
+                now,
+                reason="timeout",
+                body=body,
+                content_type=PIDF_MIME_TYPE if body is not None else None,
+            )
+            self._log_notify(inbound, "terminated;reason=timeout", body)
+            self._drop_inbound(ev.sub_id)
+            self._send(
+                XmppPresence(
+                    from_jid=inbound.watcher_jid,
+                    to_jid=inbound.user,
+                    type=PresenceType.UNAVAILABLE,
+                )
+            )
+            return
+        if kind is pmap.InboundKind.POLL:
+            # RFC 8048 §7.2 (point 38): answered with the current state; a probe to the
+            # XMPP user when the gateway knows nothing yet.
+            body, lang = self._body(inbound, plan.notify_body)
+            layer.accept(
+                ev.sub_id,
+                now,
+                state="active" if answer is Answer.GRANTED else "pending",
+                body=body,
+                content_type=PIDF_MIME_TYPE if body is not None else None,
+                headers=_lang_header(lang if body is not None else None),
+            )
+            self._log_notify(inbound, "terminated;reason=timeout", body)
+            if plan.xmpp_type is PresenceType.PROBE:
+                self._probe(inbound.user, inbound.watcher_jid)
+            return
+        if answer is Answer.DENIED and kind is pmap.InboundKind.REFRESH:
+            # The user refused this watcher: refuse the refresh and end the dialog
+            # (RFC 6665 §4.2.2: terminated;reason=rejected).
+            layer.reject(ev.sub_id, now, 403, "Forbidden")
+            layer.terminate(ev.sub_id, now, reason="rejected")
+            self._log_notify(inbound, "terminated;reason=rejected", None)
+            self._drop_inbound(ev.sub_id)
+            return
+        if plan.xmpp_type is PresenceType.SUBSCRIBE:
+            if not self._xmpp.up:
+                # The XMPP user cannot be asked now: a temporary refusal (RFC 3261 §21.5.4).
+                self._drop_inbound(ev.sub_id)
+                layer.reject(ev.sub_id, now, 503, headers=self._retry_after())
+                self.counters["refused"] += 1
+                return
+            self._send(
+                XmppPresence(
+                    from_jid=inbound.watcher_jid, to_jid=inbound.user, type=PresenceType.SUBSCRIBE
+                )
+            )
+            self._set_auth(key, pending_in=True)
+            log.info(
+                "presence.authorization.requested",
+                extra=kv(user=inbound.user, watcher=inbound.watcher_uri),
+            )
+        active = plan.notify_state.state is SubState.ACTIVE
+        body, lang = (None, None)
+        if active:
+            body, lang = self._body(inbound, plan.notify_body)
+        layer.accept(
+            ev.sub_id,
+            now,
+            state="active" if active else "pending",
+            body=body,
+            content_type=PIDF_MIME_TYPE if body is not None else None,
+            headers=_lang_header(lang if body is not None else None),
+        )
+        inbound.active = active
+        inbound.throttle = inbound.throttle.sent(now)
+        if body is not None:
+            inbound.last_state, inbound.last_lang = body, lang
+        self._log_notify(inbound, plan.notify_state.state.value, body)
+        self._dirty.add(ev.sub_id)
+
+    def _answer_of(self, key: tuple[str, str], auth: Authorization) -> Answer:
+        if auth.sip_receives:
+            return Answer.GRANTED
+        if auth.pending_in:
+            return Answer.PENDING
+        return Answer.DENIED if key in self._denied else Answer.PENDING
+
+    def _state_known(self, pair: tuple[str, str]) -> bool:
+        return bool(self._views.get(pair)) or pair in self._pair_state
+
+    def _body(self, inbound: _Inbound, kind: NotifyBody) -> tuple[bytes | None, str | None]:
+        """The NOTIFY body for ``kind``: the watcher's view of the user as PIDF."""
+        if kind is NotifyBody.EMPTY:
+            return None, None
+        pair = (inbound.user, inbound.watcher_jid)
+        view = self._views.get(pair)
+        if kind is NotifyBody.CLOSED:
+            presences = [
+                dataclasses.replace(p, type=PresenceType.UNAVAILABLE, show=None)
+                for p in (view or {}).values()
+            ] or [
+                XmppPresence(
+                    from_jid=inbound.user, to_jid=inbound.watcher_jid, type=PresenceType.UNAVAILABLE
+                )
+            ]
+            return self._pidf(inbound, presences)
+        if view:
+            return self._pidf(inbound, list(view.values()))
+        stored = self._pair_state.get(pair)
+        if stored is not None:
+            return stored
+        return None, None
+
+    def _pidf(
+        self, inbound: _Inbound, presences: list[XmppPresence]
+    ) -> tuple[bytes | None, str | None]:
+        contacts: dict[str, str] = {}
+        for p in presences:
+            res = p.resource
+            if res:
+                try:
+                    contacts[res] = str(self._domains.xmpp_sender_to_sip(p.from_jid))
+                except (StanzaRefused, MappingError):
+                    pass
+        try:
+            state = pmap.xmpp_to_pidf(
+                inbound.presentity_uri, presences, contacts=contacts, policy=self._policy
+            )
+            if state.document is None:
+                return None, None
+            return serialize_pidf(state.document), state.content_language
+        except (MappingError, PidfError) as exc:
+            log.warning("presence.pidf.unbuildable", extra=kv(user=inbound.user, error=str(exc)))
+            return None, None
+
+    def _notify_current(
+        self,
+        inbound: _Inbound,
+        now: float,
+        *,
+        force: bool,
+        built: tuple[bytes | None, str | None] | None = None,
+    ) -> None:
+        """Send the watcher's current view (after the throttle let it through); ``built``
+        is the document when the caller already has it."""
+        layer = self._layer
+        if layer is None or not inbound.active:
+            return
+        body, lang = built if built is not None else self._body(inbound, NotifyBody.CURRENT)
+        if body is None:
+            return
+        if not force and body == inbound.last_state and lang == inbound.last_lang:
+            return
+        try:
+            layer.notify(
+                inbound.sub_id,
+                now,
+                state="active",
+                body=body,
+                content_type=PIDF_MIME_TYPE,
+                headers=_lang_header(lang),
+            )
+        except Exception as exc:  # the layer forgot it (expired meanwhile): nothing to send
+            log.info("presence.notify.skipped", extra=kv(sub=inbound.sub_id, error=str(exc)))
+            return
+        inbound.last_state, inbound.last_lang = body, lang
+        self._pair_state[(inbound.user, inbound.watcher_jid)] = (body, lang)
+        self._log_notify(inbound, "active", body)
+        self._dirty.add(inbound.sub_id)
+
+    def _offer(self, inbound: _Inbound, presence: XmppPresence, now: float) -> None:
+        """A state change for one watcher: through the RFC 3856 §6.10 throttle."""
+        if not inbound.active:
+            return
+        body, lang = self._body(inbound, NotifyBody.CURRENT)
+        if body is None or (body == inbound.last_state and lang == inbound.last_lang):
+            return  # nothing new for this watcher
+        had_pending = inbound.throttle.pending is not None
+        step = inbound.throttle.offer((presence,), now)
+        inbound.throttle = step.throttle
+        if step.send is not None:
+            self._notify_current(inbound, now, force=False, built=(body, lang))
+        else:
+            self.counters["notify_throttled"] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "presence.notify.throttled",
+                    extra=kv(sub=inbound.sub_id, until=step.deadline),
+                )
+            if not had_pending and step.deadline is not None:
+                self._at(step.deadline, "throttle", inbound.sub_id)
+
+    def _log_notify(self, inbound: _Inbound, state: str, body: bytes | None) -> None:
+        self.counters["notify_sent"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "presence.notify.sent",
+                extra=kv(
+                    sub=inbound.sub_id,
+                    watcher=inbound.watcher_uri,
+                    presentity=inbound.user,
+                    state=state,
+                    bytes=len(body) if body else 0,
+                ),
+            )
+
+    # -- XMPP user's answers and presence to SIP watchers
+
+    def _on_user_answer(self, presence: XmppPresence, contact_jid: str, contact_uri: str) -> None:
+        """``subscribed`` / ``unsubscribed`` from the XMPP user to a SIP watcher (point 28)."""
+        layer = self._layer
+        assert layer is not None
+        user = _bare(presence.from_jid)
+        key = (user, contact_uri)
+        pair = (user, contact_jid)
+        now = self._now()
+        granted = presence.type is PresenceType.SUBSCRIBED
+        if granted:
+            self._denied.discard(key)
+            self._set_auth(key, sip_receives=True, pending_in=False)
+            log.info("presence.authorization.granted", extra=kv(user=user, watcher=contact_uri))
+        else:
+            self._denied.add(key)
+            self._set_auth(key, sip_receives=False, pending_in=False)
+            log.info("presence.authorization.denied", extra=kv(user=user, watcher=contact_uri))
+        for sub_id in list(self._in_by_pair.get(pair, ())):
+            inbound = self._inbound[sub_id]
+            if granted:
+                if inbound.active:
+                    continue
+                # RFC 8048 §5.3.1: an empty NOTIFY "active"; the state follows when the
+                # user's server sends it (RFC 6121 §3.1.5), through the throttle.
+                layer.notify(sub_id, now, state="active")
+                inbound.active = True
+                inbound.throttle = inbound.throttle.sent(now)
+                self._log_notify(inbound, "active", None)
+                self._dirty.add(sub_id)
+                if self._views.get(pair):
+                    self._offer(inbound, next(iter(self._views[pair].values())), now)
+            else:
+                layer.terminate(sub_id, now, reason="rejected")
+                self._log_notify(inbound, "terminated;reason=rejected", None)
+                self._drop_inbound(sub_id)
+        if not granted:
+            self._views.pop(pair, None)
+            self._pair_state.pop(pair, None)
+
+    def _on_user_presence(self, presence: XmppPresence, contact_jid: str, contact_uri: str) -> None:
+        """Available/unavailable from the XMPP user to one contact JID: only that
+        contact's dialogs hear of it (RFC 8048 §8.2, point 39)."""
+        user = _bare(presence.from_jid)
+        pair = (user, contact_jid)
+        subs = self._in_by_pair.get(pair)
+        view = self._views.get(pair)
+        if view is None:
+            if not subs and (user, contact_uri) not in self._outbound:
+                return  # nobody watches: nothing to remember
+            view = self._views[pair] = {}
+        res = presence.resource
+        if not res and presence.type is PresenceType.UNAVAILABLE:
+            # From the bare JID: the account has no available resource at all (RFC 6121
+            # §4.3.2, the answer to a probe): one closed tuple replaces every resource.
+            view.clear()
+        elif res:
+            bare = view.get("")
+            if bare is not None and bare.type is PresenceType.UNAVAILABLE:
+                del view[""]  # a resource came online: the account is no longer offline
+        view.pop(res, None)
+        view[res] = dataclasses.replace(presence, to_jid=contact_jid, id=None)
+        if len(view) > MAX_PIDF_TUPLES:
+            # Forget the oldest unavailable resource (or the oldest one): a document
+            # carries at most MAX_PIDF_TUPLES tuples.
+            victim = next(
+                (r for r, p in view.items() if p.type is PresenceType.UNAVAILABLE),
+                next(iter(view)),
+            )
+            del view[victim]
+        if not subs:
+            return
+        now = self._now()
+        for sub_id in list(subs):
+            inbound = self._inbound.get(sub_id)
+            if inbound is not None:
+                self._offer(inbound, presence, now)
+
+    def _probe(self, user: str, watcher_jid: str) -> None:
+        self._send(XmppPresence(from_jid=watcher_jid, to_jid=user, type=PresenceType.PROBE))
+
+    # ================================================================== X2S (subscriber)
+
+    def _pair_out(self, presence: XmppPresence, contact_jid: str, contact_uri: str) -> _Outbound:
+        user = _bare(presence.from_jid)
+        out = self._outbound.get((user, contact_uri))
+        if out is not None:
+            return out
+        user_uri = str(self._domains.xmpp_sender_to_sip(user))
+        return _Outbound(
+            user=user,
+            user_uri=user_uri,
+            contact_uri=contact_uri,
+            contact_jid=contact_jid,
+            peer=contact_uri.split("@", 1)[-1].lower(),
+        )
+
+    def _check_out_caps(self, out: _Outbound) -> None:
+        cfg = self._cfg
+        if (out.user, out.contact_uri) in self._outbound:
+            return
+        if self._per_user_out.get(out.user, 0) >= cfg.max_subscriptions_per_user:
+            raise StanzaErrorException(
+                StanzaError("resource-constraint", "wait", "too many subscriptions to SIP contacts")
+            )
+        if self._per_peer.get(out.peer, 0) >= cfg.max_subscriptions_per_peer:
+            raise StanzaErrorException(
+                StanzaError(
+                    "resource-constraint", "wait", f"too many subscriptions with {out.peer}"
+                )
+            )
+
+    def _add_outbound(self, out: _Outbound) -> None:
+        key = (out.user, out.contact_uri)
+        if key in self._outbound:
+            return
+        self._outbound[key] = out
+        self._per_user_out[out.user] = self._per_user_out.get(out.user, 0) + 1
+        self._per_peer[out.peer] = self._per_peer.get(out.peer, 0) + 1
+
+    def _drop_outbound(self, out: _Outbound) -> None:
+        if self._outbound.pop((out.user, out.contact_uri), None) is None:
+            return
+        _decrement(self._per_user_out, out.user)
+        _decrement(self._per_peer, out.peer)
+        pair = (out.user, out.contact_jid)
+        if pair not in self._in_by_pair:
+            self._views.pop(pair, None)  # kept only for initial-presence detection
+        if out.sub_id is not None:
+            self._forget_sub(out)
+
+    def _forget_sub(self, out: _Outbound) -> None:
+        sub_id = out.sub_id
+        if sub_id is None:
+            return
+        self._out_by_sub.pop(sub_id, None)
+        self._dirty.discard(sub_id)
+        self._deleted.add(sub_id)
+        out.sub_id = None
+
+    async def _on_x2s(
+        self,
+        presence: XmppPresence,
+        contact_jid: str,
+        contact_uri: str,
+        *,
+        initial: bool = False,
+    ) -> None:
+        """subscribe / unsubscribe / probe / initial available presence from the XMPP user
+        to a SIP contact (``initial``: the resource's first available since offline)."""
+        ptype = presence.type
+        out = self._pair_out(presence, contact_jid, contact_uri)
+        key = (out.user, contact_uri)
+        auth = await self._load_auth(key)
+        if not self._started:
+            return
+        out = self._outbound.get(key, out)
+        authorized = auth.xmpp_receives
+        dialog_active = out.sub_id is not None and key in self._outbound
+        action = pmap.outbound_action(
+            ptype, authorized=authorized, dialog_active=dialog_active, initial_presence=initial
+        )
+        if ptype is PresenceType.SUBSCRIBE:
+            self._check_out_caps(out)
+            self._add_outbound(out)
+            out.unsubscribing = False
+            if not authorized:
+                self._set_auth(key, pending_out=True)
+            else:
+                # RFC 6121 §3.1.3: the contact already approved: confirm at once.
+                self._send(
+                    XmppPresence(
+                        from_jid=contact_jid, to_jid=out.user, type=PresenceType.SUBSCRIBED
+                    )
+                )
+                self._resend_state(out, to_jid=out.user)
+            log.info(
+                "presence.authorization.requested",
+                extra=kv(user=out.user, contact=contact_uri, direction="x2s"),
+            )
+        elif ptype is PresenceType.UNSUBSCRIBE:
+            self._set_auth(key, xmpp_receives=False, pending_out=False)
+            if key not in self._outbound:
+                self._send_unsubscribed(out)
+                return
+            out.unsubscribing = True
+            if out.sub_id is None or self._layer is None or self._layer.get(out.sub_id) is None:
+                self._finish_unsubscribe(out)
+                return
+        elif ptype is PresenceType.PROBE and key in self._outbound and out.last_state:
+            # RFC 6121 §4.3.2: a probe is answered with the contact's current presence.
+            self._resend_state(out, to_jid=presence.from_jid)
+        await self._apply_action(out, action, presence)
+
+    def _initial_presence(self, presence: XmppPresence, contact_jid: str) -> bool:
+        """Is this available presence the resource's first since it was offline?"""
+        view = self._views.get((_bare(presence.from_jid), contact_jid))
+        if view is None:
+            return True
+        previous = view.get(presence.resource)
+        return previous is None or previous.type is PresenceType.UNAVAILABLE
+
+    async def _apply_action(
+        self, out: _Outbound, action: OutboundAction, presence: XmppPresence
+    ) -> None:
+        layer = self._layer
+        assert layer is not None
+        now = self._now()
+        if action is OutboundAction.NONE:
+            return
+        if action is OutboundAction.UNSUBSCRIBE:
+            assert out.sub_id is not None
+            try:
+                layer.unsubscribe(out.sub_id, now)
+            except Exception:
+                self._finish_unsubscribe(out)
+                return
+            self.counters["subscribe_sent"] += 1
+            log.info(
+                "presence.subscribe.sent",
+                extra=kv(
+                    kind="unsubscribe", sub=out.sub_id, user=out.user, contact=out.contact_uri
+                ),
+            )
+            self._at(
+                now + UNSUBSCRIBE_CONFIRM_S, "unsubscribe-confirm", (out.user, out.contact_uri)
+            )
+            self._pump()
+            return
+        if action is OutboundAction.REFRESH:
+            if out.sub_id is not None and layer.get(out.sub_id) is not None:
+                self._layer_refresh(out, now)
+                self._pump()
+                return
+            action = OutboundAction.SUBSCRIBE
+        if action is OutboundAction.POLL:
+            await self._poll(out, presence)
+            return
+        if (out.user, out.contact_uri) not in self._outbound:
+            self._check_out_caps(out)
+            self._add_outbound(out)
+        await self._subscribe(out)
+
+    def _layer_refresh(self, out: _Outbound, now: float) -> None:
+        layer = self._layer
+        assert layer is not None and out.sub_id is not None
+        try:
+            layer.refresh(out.sub_id, now, self._cfg.subscribe_expires)
+        except Exception as exc:
+            # The layer no longer holds it (or a refresh is already in flight).
+            log.info("presence.refresh.skipped", extra=kv(sub=out.sub_id, error=str(exc)))
+            return
+        self.counters["subscribe_sent"] += 1
+        log.info(
+            "presence.subscribe.sent",
+            extra=kv(kind="refresh", sub=out.sub_id, user=out.user, contact=out.contact_uri),
+        )
+
+    async def _destination(self, uri: str) -> TransportAddress:
+        try:
+            return await self._resolve(uri)
+        except Exception as exc:
+            if type(exc).__name__.endswith("NextHopError"):
+                raise StanzaErrorException(
+                    StanzaError("remote-server-not-found", "cancel", str(exc))
+                ) from None
+            raise
+
+    async def _subscribe(self, out: _Outbound) -> None:
+        """A new notification dialog for ``out`` (RFC 8048 §5.2.1, point 21)."""
+        dest = await self._destination(out.contact_uri)
+        layer = self._layer
+        if layer is None or not self._started:
+            return
+        if (out.user, out.contact_uri) not in self._outbound or out.unsubscribing:
+            return
+        if out.sub_id is not None and layer.get(out.sub_id) is not None:
+            return  # established meanwhile
+        if out.sub_id is not None:
+            self._forget_sub(out)
+        now = self._now()
+        try:
+            sub_id = layer.subscribe(
+                request_uri=out.contact_uri,
+                from_uri=out.user_uri,
+                to_uri=out.contact_uri,
+                destination=dest,
+                now=now,
+                event=pmap.PRESENCE_EVENT,
+                accept=(PIDF_MIME_TYPE,),
+                expires=self._cfg.subscribe_expires,
+                auto_refresh=True,
+            )
+        except LocalSipError as exc:
+            raise StanzaErrorException(
+                StanzaError("resource-constraint", "wait", f"cannot subscribe now: {exc.msg}")
+            ) from None
+        out.sub_id = sub_id
+        self._out_by_sub[sub_id] = out
+        self._deleted.discard(sub_id)
+        self._dirty.add(sub_id)
+        self.counters["subscribe_sent"] += 1
+        log.info(
+            "presence.subscribe.sent",
+            extra=kv(kind="new", sub=sub_id, user=out.user, contact=out.contact_uri),
+        )
+        self._pump()
+
+    async def _establish(self, out: _Outbound, *, refresh_first: bool) -> None:
+        """A retry: refresh the dialog if the layer still has it, else a new one."""
+        layer = self._layer
+        if layer is None:
+            return
+        if refresh_first and out.sub_id is not None and layer.get(out.sub_id) is not None:
+            self._layer_refresh(out, self._now())
+            self._pump()
+            return
+        try:
+            await self._subscribe(out)
+        except StanzaErrorException as exc:
+            log.info(
+                "presence.subscribe.unroutable",
+                extra=kv(user=out.user, contact=out.contact_uri, error=exc.error.text),
+            )
+            self._at(self._now() + self._cfg.retry_after, "retry", (out.user, out.contact_uri))
+            self._rearm()
+
+    async def _poll(self, out: _Outbound, presence: XmppPresence) -> None:
+        """A probe without an authorization: one fetch (RFC 8048 §7.1, point 38)."""
+        if len(self._polls) >= MAX_POLLS:
+            log.warning("presence.poll.refused", extra=kv(polls=len(self._polls)))
+            return
+        dest = await self._destination(out.contact_uri)
+        layer = self._layer
+        if layer is None or not self._started:
+            return
+        try:
+            sub_id = layer.fetch(
+                request_uri=out.contact_uri,
+                from_uri=out.user_uri,
+                to_uri=out.contact_uri,
+                destination=dest,
+                now=self._now(),
+                event=pmap.PRESENCE_EVENT,
+            )
+        except LocalSipError as exc:
+            log.info("presence.poll.refused", extra=kv(error=exc.msg))
+            return
+        self._polls[sub_id] = _Poll(to_jid=presence.from_jid, contact_jid=out.contact_jid)
+        self.counters["subscribe_sent"] += 1
+        log.info(
+            "presence.subscribe.sent",
+            extra=kv(kind="poll", sub=sub_id, user=out.user, contact=out.contact_uri),
+        )
+        self._pump()
+
+    # -- what comes back from the SIP side
+
+    def _on_notify_received(self, ev: NotifyReceived) -> None:
+        self.counters["notify_received"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "presence.notify.received",
+                extra=kv(sub=ev.sub_id, state=ev.state, reason=ev.reason, bytes=len(ev.body)),
+            )
+        poll = self._polls.get(ev.sub_id)
+        if poll is not None:
+            if ev.state == "terminated":
+                del self._polls[ev.sub_id]
+            presences = self._presences_of(ev, poll.contact_jid, poll.to_jid)
+            if presences is not None:
+                for p in presences:
+                    self._send(p)
+            return
+        out = self._out_by_sub.get(ev.sub_id)
+        if out is None:
+            return
+        state = _state_value(ev)
+        has_body = bool(ev.body) and _is_pidf(ev.content_type)
+        outcome = pmap.on_notify(
+            state, active_seen=out.active_seen, has_body=has_body, unsubscribing=out.unsubscribing
+        )
+        if outcome.send_subscribed:
+            out.active_seen = True
+            out.quick_retries = 0
+            self._set_auth((out.user, out.contact_uri), xmpp_receives=True, pending_out=False)
+            self._send(
+                XmppPresence(
+                    from_jid=out.contact_jid, to_jid=out.user, type=PresenceType.SUBSCRIBED
+                )
+            )
+            log.info(
+                "presence.authorization.granted",
+                extra=kv(user=out.user, contact=out.contact_uri, direction="x2s"),
+            )
+        elif state.state is SubState.ACTIVE:
+            out.quick_retries = 0
+        if outcome.deliver_presence:
+            self._deliver(out, ev)
+        if outcome.subscription_ended:
+            self._ended(
+                out,
+                outcome.send_unsubscribed,
+                outcome.send_unavailable,
+                outcome.resubscribe,
+                outcome.retry_after,
+            )
+        else:
+            self._dirty.add(ev.sub_id)
+
+    def _presences_of(
+        self, ev: NotifyReceived, contact_jid: str, to_jid: str
+    ) -> tuple[XmppPresence, ...] | None:
+        if not ev.body or not _is_pidf(ev.content_type):
+            return None
+        try:
+            doc = parse_pidf(ev.body)
+            return pmap.pidf_to_xmpp(
+                doc,
+                from_jid=contact_jid,
+                to_jid=to_jid,
+                content_language=_lang(ev.content_language),
+                policy=self._policy,
+            )
+        except (PidfError, MappingError, ValueError) as exc:
+            log.warning("presence.pidf.invalid", extra=kv(sub=ev.sub_id, error=str(exc)[:200]))
+            return None
+
+    def _deliver(self, out: _Outbound, ev: NotifyReceived) -> None:
+        """A NOTIFY's PIDF to the XMPP user (RFC 8048 §6.3, Table 2)."""
+        presences = self._presences_of(ev, out.contact_jid, out.user)
+        if presences is None:
+            return
+        out.last_state = ev.body
+        out.last_lang = _lang(ev.content_language)
+        self._show(out, presences)
+
+    def _show(self, out: _Outbound, presences: tuple[XmppPresence, ...]) -> None:
+        gone = pmap.vanished_resources(out.shown, presences, to_jid=out.user)
+        ok = True
+        for p in (*presences, *gone):
+            ok = self._send(p) and ok
+        out.undelivered = not ok
+        out.shown = tuple(p.from_jid for p in presences if p.type is PresenceType.AVAILABLE)
+
+    def _resend_state(self, out: _Outbound, *, to_jid: str) -> None:
+        """The last known state of the contact, again (a probe's answer, a link-up)."""
+        if not out.last_state:
+            return
+        try:
+            doc = parse_pidf(out.last_state)
+            presences = pmap.pidf_to_xmpp(
+                doc,
+                from_jid=out.contact_jid,
+                to_jid=to_jid,
+                content_language=out.last_lang,
+                policy=self._policy,
+            )
+        except (PidfError, MappingError, ValueError):
+            return
+        for p in presences:
+            self._send(p)
+
+    def _on_subscribe_failed(self, ev: SubscribeFailed) -> None:
+        poll = self._polls.pop(ev.sub_id, None)
+        if poll is not None:
+            return
+        out = self._out_by_sub.get(ev.sub_id)
+        if out is None:
+            return
+        log.info(
+            "presence.subscription.failed",
+            extra=kv(
+                sub=ev.sub_id,
+                status=ev.status,
+                refresh=ev.refresh,
+                user=out.user,
+                contact=out.contact_uri,
+            ),
+        )
+        if out.unsubscribing:
+            if ev.subscription_over:
+                self._finish_unsubscribe(out)
+            return
+        outcome = pmap.on_subscribe_failure(
+            ev.status, refresh=ev.refresh, retry_after=ev.retry_after
+        )
+        if outcome.cancel_authorization:
+            # RFC 8048 §5.2.2 (point 24): 403/489/603 end the authorization for good.
+            log.info(
+                "presence.authorization.cancelled",
+                extra=kv(user=out.user, contact=out.contact_uri, status=ev.status),
+            )
+            self._ended(out, True, True, Resubscribe.NO, None)
+            return
+        if ev.subscription_over:
+            self._forget_sub(out)
+        resubscribe = outcome.resubscribe
+        if resubscribe is Resubscribe.NOW:
+            out.quick_retries += 1
+            if out.quick_retries > MAX_IMMEDIATE_RETRIES:
+                resubscribe = Resubscribe.LATER
+        if resubscribe is Resubscribe.NOW:
+            self._spawn(self._establish(out, refresh_first=not ev.subscription_over))
+        else:
+            delay = (
+                outcome.retry_after if outcome.retry_after is not None else self._cfg.retry_after
+            )
+            if ev.retry_after is None and outcome.retry_after == pmap.RETRY_BACKOFF:
+                delay = float(self._cfg.retry_after)
+            self._at(self._now() + delay, "retry", (out.user, out.contact_uri))
+        if out.sub_id is not None:
+            self._dirty.add(out.sub_id)
+
+    def _on_terminated(self, ev: SubscriptionTerminated) -> None:
+        if ev.role is Role.NOTIFIER or ev.sub_id in self._inbound:
+            inbound = self._drop_inbound(ev.sub_id)
+            if inbound is not None:
+                log.info(
+                    "presence.subscription.ended",
+                    extra=kv(
+                        sub=ev.sub_id,
+                        role="notifier",
+                        reason=ev.reason,
+                        status=ev.status,
+                        watcher=inbound.watcher_uri,
+                        presentity=inbound.user,
+                    ),
+                )
+            return
+        if self._polls.pop(ev.sub_id, None) is not None:
+            return
+        out = self._out_by_sub.get(ev.sub_id)
+        if out is None:
+            return  # a terminated NOTIFY already ended it
+        log.info(
+            "presence.subscription.ended",
+            extra=kv(
+                sub=ev.sub_id,
+                role="subscriber",
+                reason=ev.reason,
+                user=out.user,
+                contact=out.contact_uri,
+            ),
+        )
+        if out.unsubscribing:
+            self._finish_unsubscribe(out)
+            return
+        # Ended without a terminated NOTIFY (Timer N, no refresh answered): the contact's
+        # state is unknown now; re-establish at once (a few times), keeping what the user
+        # sees until the new dialog's first NOTIFY replaces it.
+        self._forget_sub(out)
+        out.quick_retries += 1
+        if out.quick_retries <= MAX_IMMEDIATE_RETRIES:
+            self._spawn(self._establish(out, refresh_first=False))
+        else:
+            # The peer does not answer: the last state cannot be vouched for any more.
+            self._unavailable(out)
+            self._at(self._now() + self._cfg.retry_after, "retry", (out.user, out.contact_uri))
+
+    def _ended(
+        self,
+        out: _Outbound,
+        send_unsubscribed: bool,
+        send_unavailable: bool,
+        resubscribe: Resubscribe,
+        retry_after: float | None,
+    ) -> None:
+        if out.unsubscribing:
+            self._finish_unsubscribe(out)
+            return
+        if send_unavailable:
+            self._unavailable(out)
+        if send_unsubscribed:
+            self._set_auth((out.user, out.contact_uri), xmpp_receives=False, pending_out=False)
+            self._send_unsubscribed(out)
+            self._drop_outbound(out)
+            return
+        self._forget_sub(out)
+        if resubscribe is Resubscribe.NOW:
+            out.quick_retries += 1
+            if out.quick_retries <= MAX_IMMEDIATE_RETRIES:
+                self._spawn(self._establish(out, refresh_first=False))
+                return
+            resubscribe = Resubscribe.LATER
+        if resubscribe is Resubscribe.LATER:
+            delay = retry_after if retry_after is not None else float(self._cfg.retry_after)
+            if retry_after == pmap.RETRY_BACKOFF:
+                delay = float(self._cfg.retry_after)
+            self._at(self._now() + delay, "retry", (out.user, out.contact_uri))
+        elif resubscribe is Resubscribe.NO and not out.active_seen:
+            self._drop_outbound(out)
+
+    def _unavailable(self, out: _Outbound) -> None:
+        for jid in out.shown:
+            self._send(XmppPresence(from_jid=jid, to_jid=out.user, type=PresenceType.UNAVAILABLE))
+        out.shown = ()
+
+    def _send_unsubscribed(self, out: _Outbound) -> None:
+        self._send(
+            XmppPresence(from_jid=out.contact_jid, to_jid=out.user, type=PresenceType.UNSUBSCRIBED)
+        )
+
+    def _finish_unsubscribe(self, out: _Outbound) -> None:
+        """RFC 8048 §5.2.3 (point 26): the dialog is over; confirm with ``unsubscribed``
+        and take back what the user was shown (RFC 6121 §3.3.3)."""
+        if (out.user, out.contact_uri) not in self._outbound:
+            return
+        self._unavailable(out)
+        self._send_unsubscribed(out)
+        self._drop_outbound(out)
+        log.info("presence.unsubscribed", extra=kv(user=out.user, contact=out.contact_uri))
+
+    # ================================================================== XMPP entry points
+
+    async def on_presence(self, presence: XmppPresence) -> None:
+        """A presence stanza from the XMPP side (see :class:`~sipxmpp.gateway.xmpp.handler.
+        XmppPresenceHandler`)."""
+        if self._layer is None:
+            raise StanzaErrorException(
+                StanzaError("service-unavailable", "cancel", "presence is not being served")
+            )
+        self.counters["presence_received"] += 1
+        try:
+            contact = Jid.parse(presence.to_jid)
+        except StanzaRefused as exc:
+            raise StanzaErrorException(exc.error) from None
+        if contact.local is None:
+            return  # to the component itself: not a SIP contact
+        contact_jid = str(contact.bare)
+        try:
+            # RFC 8048 §8.1 (point 40): only users of the XMPP domains the gateway serves.
+            self._domains.xmpp_sender_to_sip(_bare(presence.from_jid))
+            contact_uri = str(self._domains.xmpp_target_to_sip(contact_jid).aor)
+        except StanzaRefused as exc:
+            raise StanzaErrorException(exc.error) from None
+        ptype = presence.type
+        if ptype in (PresenceType.SUBSCRIBED, PresenceType.UNSUBSCRIBED):
+            await self._load_auth((_bare(presence.from_jid), contact_uri))
+            if self._layer is not None and self._started:
+                self._on_user_answer(presence, contact_jid, contact_uri)
+                self._pump()
+            return
+        if ptype in (PresenceType.AVAILABLE, PresenceType.UNAVAILABLE):
+            initial = ptype is PresenceType.AVAILABLE and self._initial_presence(
+                presence, contact_jid
+            )
+            self._on_user_presence(presence, contact_jid, contact_uri)
+            self._pump()
+            key = (_bare(presence.from_jid), contact_uri)
+            if initial and key in self._outbound:
+                await self._on_x2s(presence, contact_jid, contact_uri, initial=True)
+            return
+        if ptype in (PresenceType.SUBSCRIBE, PresenceType.UNSUBSCRIBE, PresenceType.PROBE):
+            await self._on_x2s(presence, contact_jid, contact_uri)
+
+    async def on_presence_error(self, presence: XmppPresence, error: StanzaError) -> None:
+        """A presence the gateway sent bounced. A ``subscribe`` to an XMPP user that does
+        not exist ends that watcher's pending subscriptions (``noresource``)."""
+        layer = self._layer
+        if layer is None:
+            return
+        user = _bare(presence.from_jid)
+        watcher_jid = _bare(presence.to_jid)
+        if error.condition not in (
+            "item-not-found",
+            "service-unavailable",
+            "not-allowed",
+            "forbidden",
+            "recipient-unavailable",
+        ):
+            return
+        now = self._now()
+        for sub_id in list(self._in_by_pair.get((user, watcher_jid), ())):
+            inbound = self._inbound[sub_id]
+            if inbound.active:
+                continue
+            layer.terminate(sub_id, now, reason="noresource")
+            self._log_notify(inbound, "terminated;reason=noresource", None)
+            self._drop_inbound(sub_id)
+        self._pump()
+
+    def on_link_state(self, up: bool) -> None:
+        """The component link came up or went down."""
+        if not up or not self._started:
+            return
+        self._spawn(self._after_link_up())
+
+    async def _after_link_up(self) -> None:
+        """Refresh the views (probes from each watcher's JID) and resend what could not be
+        delivered while the link was down."""
+        pairs = list(self._in_by_pair)
+        for i, (user, watcher_jid) in enumerate(pairs):
+            if (user, watcher_jid) in self._in_by_pair:
+                self._probe(user, watcher_jid)
+            if i % PROBE_BATCH == PROBE_BATCH - 1:
+                await asyncio.sleep(0)
+        for out in list(self._outbound.values()):
+            if out.undelivered:
+                out.undelivered = False
+                self._resend_state(out, to_jid=out.user)
+
+    # ================================================================== XMPP output
+
+    def _send(self, presence: XmppPresence, error: StanzaError | None = None) -> bool:
+        try:
+            self._xmpp.send_presence(presence, error=error)
+        except LinkDown:
+            self.counters["presence_lost"] += 1
+            log.info(
+                "presence.xmpp.link_down",
+                extra=kv(to=presence.to_jid, type=str(presence.type.value)),
+            )
+            return False
+        except LocalXmppError as exc:
+            self.counters["presence_lost"] += 1
+            log.warning("presence.xmpp.refused", extra=kv(to=presence.to_jid, error=exc.msg))
+            return False
+        self.counters["presence_sent"] += 1
+        return True
+
+    def _retry_after(self) -> tuple[tuple[str, str], ...]:
+        return (("Retry-After", str(self._cfg.retry_after)),)
+
+    # ================================================================== authorizations
+
+    def _auth_of(self, key: tuple[str, str]) -> Authorization:
+        auth = self._auth.get(key)
+        if auth is None:
+            auth = Authorization(key[0], key[1])
+            self._auth[key] = auth
+        return auth
+
+    async def _load_auth(self, key: tuple[str, str]) -> Authorization:
+        cached = self._auth.get(key)
+        if cached is not None:
+            return cached
+        store = self._store
+        found: Authorization | None = None
+        if store is not None:
+            try:
+                found = await store.get_authorization(*key)
+            except StoreError as exc:
+                log.warning("presence.store.read_failed", extra=kv(error=str(exc)))
+        cached = self._auth.get(key)  # another task may have filled it meanwhile
+        if cached is not None:
+            return cached
+        auth = found if found is not None else Authorization(key[0], key[1])
+        self._auth[key] = auth
+        return auth
+
+    def _set_auth(
+        self,
+        key: tuple[str, str],
+        *,
+        xmpp_receives: bool | None = None,
+        sip_receives: bool | None = None,
+        pending_out: bool | None = None,
+        pending_in: bool | None = None,
+    ) -> None:
+        auth = self._auth_of(key)
+        to = auth.xmpp_receives if xmpp_receives is None else xmpp_receives
+        frm = auth.sip_receives if sip_receives is None else sip_receives
+        state = {
+            (False, False): AuthorizationState.NONE,
+            (True, False): AuthorizationState.TO,
+            (False, True): AuthorizationState.FROM,
+            (True, True): AuthorizationState.BOTH,
+        }[(to, frm)]
+        p_out = auth.pending_out if pending_out is None else pending_out
+        p_in = auth.pending_in if pending_in is None else pending_in
+        if to:
+            p_out = False
+        if frm:
+            p_in = False
+        new = dataclasses.replace(auth, state=state, pending_out=p_out, pending_in=p_in)
+        if new != auth:
+            self._auth[key] = new
+            self._dirty_auth.add(key)
+
+    # ================================================================== persistence
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._cfg.store_flush_interval)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("presence.store.flush_failed")
+
+    async def flush(self) -> None:
+        """Write every changed record to the store now."""
+        store = self._store
+        layer = self._layer
+        if store is None or layer is None:
+            return
+        async with self._flush_lock:
+            dirty, self._dirty = self._dirty, set()
+            deleted, self._deleted = self._deleted, set()
+            auths, self._dirty_auth = self._dirty_auth, set()
+            records: list[Subscription] = []
+            for sub_id in dirty:
+                if sub_id in deleted:
+                    continue
+                try:
+                    record = self._record(sub_id)
+                except Exception:
+                    log.exception("presence.store.record_failed", extra=kv(sub=sub_id))
+                    continue
+                if record is not None:
+                    records.append(record)
+            try:
+                for start in range(0, len(records), 1000):
+                    await store.put_subscriptions(records[start : start + 1000])
+                for sub_id in deleted:
+                    await store.delete_subscription(sub_id)
+                for key in auths:
+                    auth = self._auth.get(key)
+                    if auth is None:
+                        continue
+                    if auth.state is AuthorizationState.NONE and not (
+                        auth.pending_in or auth.pending_out
+                    ):
+                        await store.delete_authorization(*key)
+                    else:
+                        await store.put_authorization(dataclasses.replace(auth, version=0))
+            except StoreError as exc:
+                log.error("presence.store.write_failed", extra=kv(error=str(exc)))
+                # Keep them for the next round (what was written is written again).
+                self._dirty |= {r.id for r in records}
+                self._deleted |= deleted
+                self._dirty_auth |= auths
+                return
+            if records or deleted or auths:
+                log.debug(
+                    "presence.store.flushed",
+                    extra=kv(written=len(records), deleted=len(deleted), authorizations=len(auths)),
+                )
+
+    def _record(self, sub_id: str) -> Subscription | None:
+        layer = self._layer
+        assert layer is not None
+        view = layer.get(sub_id)
+        if view is None or view.state == "awaiting_answer":
+            return None  # gone, or not answered yet (nothing a restart could continue)
+        wall = self._wall()
+        now = self._now()
+        try:
+            snapshot = layer.snapshot(sub_id, now=now, wall=wall)
+        except LocalSipError:
+            return None
+        raw_expiry = snapshot.get("expires_at")
+        if isinstance(raw_expiry, int | float) and not isinstance(raw_expiry, bool):
+            expires_at = float(raw_expiry)
+        else:
+            # No expiry yet (waiting for the first NOTIFY): restorable for Timer N.
+            expires_at = wall + 64 * self._settings.sip.t1
+        dialog = _dialog_state(snapshot.get("dialog"))
+        inbound = self._inbound.get(sub_id)
+        if inbound is not None:
+            return Subscription(
+                id=sub_id,
+                role=SubscriptionRole.NOTIFIER,
+                watcher=inbound.watcher_uri,
+                presentity=inbound.user,
+                state=SubscriptionState.ACTIVE if inbound.active else SubscriptionState.PENDING,
+                expires_at=expires_at,
+                peer=inbound.peer,
+                event=view.event,
+                dialog=dialog,
+                last_state=inbound.last_state,
+                extra={
+                    "v": _EXTRA_VERSION,
+                    "layer": cast(Any, snapshot),
+                    "watcher_jid": inbound.watcher_jid,
+                    "presentity_uri": inbound.presentity_uri,
+                    "lang": inbound.last_lang,
+                },
+            )
+        out = self._out_by_sub.get(sub_id)
+        if out is None:
+            return None
+        return Subscription(
+            id=sub_id,
+            role=SubscriptionRole.SUBSCRIBER,
+            watcher=out.user,
+            presentity=out.contact_uri,
+            state=SubscriptionState.ACTIVE if view.state == "active" else SubscriptionState.PENDING,
+            expires_at=expires_at,
+            peer=out.peer,
+            event=view.event,
+            dialog=dialog,
+            last_state=out.last_state,
+            extra={
+                "v": _EXTRA_VERSION,
+                "layer": cast(Any, snapshot),
+                "user_uri": out.user_uri,
+                "contact_jid": out.contact_jid,
+                "active_seen": out.active_seen,
+                "shown": list(out.shown),
+                "lang": out.last_lang,
+            },
+        )
+
+    async def _restore_all(self, store: Store) -> None:
+        """Bring back every stored subscription (module docstring: restarts)."""
+        layer = self._layer
+        assert layer is not None
+        restored = dropped = 0
+        stale: list[str] = []
+        n = 0
+        try:
+            async for record in store.all_subscriptions():
+                n += 1
+                if n % RESTORE_BATCH == 0:
+                    await asyncio.sleep(0)
+                try:
+                    ok = self._restore_one(record)
+                except Exception:
+                    log.exception("presence.restore_failed", extra=kv(sub=record.id))
+                    ok = False
+                if ok:
+                    restored += 1
+                else:
+                    dropped += 1
+                    stale.append(record.id)
+        except StoreError as exc:
+            log.error("presence.store.read_failed", extra=kv(error=str(exc)))
+        for sub_id in stale:
+            self._deleted.add(sub_id)
+        self.counters["restored"] += restored
+        log.info("presence.restored", extra=kv(subscriptions=restored, dropped=dropped))
+
+    def _restore_one(self, record: Subscription) -> bool:
+        layer = self._layer
+        assert layer is not None
+        extra = record.extra
+        snapshot: Any = extra.get("layer")
+        now, wall = self._now(), self._wall()
+        if isinstance(snapshot, Mapping):
+            snapshot = _bump_cseq(snapshot)
+        if record.role is SubscriptionRole.NOTIFIER:
+            watcher_jid = str(extra.get("watcher_jid") or "")
+            presentity_uri = str(extra.get("presentity_uri") or "")
+            if not isinstance(snapshot, Mapping) or record.expires_at <= wall:
+                return False
+            if not watcher_jid or not presentity_uri:
+                return False
+            try:
+                restored_id = layer.restore(snapshot, now, wall)
+            except Exception as exc:
+                log.info("presence.restore.refused", extra=kv(sub=record.id, error=str(exc)))
+                return False
+            inbound = _Inbound(
+                sub_id=restored_id,
+                user=record.presentity,
+                presentity_uri=presentity_uri,
+                watcher_uri=record.watcher,
+                watcher_jid=watcher_jid,
+                peer=record.peer,
+                active=record.state is SubscriptionState.ACTIVE,
+                throttle=NotifyThrottle(_merge, interval=self._cfg.min_notify_interval),
+                last_state=record.last_state,
+                last_lang=_str_or_none(extra.get("lang")),
+            )
+            self._add_inbound(inbound)
+            if record.last_state is not None:
+                self._pair_state[(inbound.user, inbound.watcher_jid)] = (
+                    record.last_state,
+                    inbound.last_lang,
+                )
+            if inbound.active:
+                self._auth_of((inbound.user, inbound.watcher_uri))
+                self._set_auth((inbound.user, inbound.watcher_uri), sip_receives=True)
+                self._dirty_auth.discard((inbound.user, inbound.watcher_uri))
+            if restored_id != record.id:
+                self._deleted.add(record.id)
+            self._dirty.add(restored_id)
+            return True
+        # subscriber
+        contact_jid = str(extra.get("contact_jid") or "")
+        user_uri = str(extra.get("user_uri") or "")
+        if not contact_jid or not user_uri:
+            return False
+        out = _Outbound(
+            user=record.watcher,
+            user_uri=user_uri,
+            contact_uri=record.presentity,
+            contact_jid=contact_jid,
+            peer=record.peer,
+            active_seen=bool(extra.get("active_seen")),
+            shown=tuple(s for s in _list_of_str(extra.get("shown"))),
+            last_state=record.last_state,
+            last_lang=_str_or_none(extra.get("lang")),
+        )
+        self._add_outbound(out)
+        if out.active_seen:
+            self._set_auth((out.user, out.contact_uri), xmpp_receives=True)
+            self._dirty_auth.discard((out.user, out.contact_uri))
+        sub_id: str | None = None
+        if isinstance(snapshot, Mapping) and record.expires_at > wall:
+            try:
+                sub_id = layer.restore(snapshot, now, wall)
+            except Exception as exc:
+                log.info("presence.restore.refused", extra=kv(sub=record.id, error=str(exc)))
+        if sub_id is None:
+            # The dialog is gone: a new one, soon (the user sees the last state meanwhile).
+            self._deleted.add(record.id)
+            delay = self._rng.uniform(0.0, self._cfg.restore_spread)
+            self._at(now + delay, "retry", (out.user, out.contact_uri))
+            return True
+        out.sub_id = sub_id
+        self._out_by_sub[sub_id] = out
+        if sub_id != record.id:
+            self._deleted.add(record.id)
+        self._dirty.add(sub_id)
+        # RFC 8048 §5.2.2: refresh, so the peer learns our (possibly new) Contact and sends
+        # the current state; spread so that a large gateway does not send all at once.
+        delay = self._rng.uniform(0.0, self._cfg.restore_spread)
+        self._at(now + delay, "restored-refresh", sub_id)
+        return True
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def pmap_aor(uri: str) -> str:
+    """The address of record of a SIP URI (no parameters, port or headers)."""
+    return str(parse_uri_or_header(uri).aor)
+
+
+def _decrement(counts: dict[str, int], key: str) -> None:
+    value = counts.get(key, 0) - 1
+    if value <= 0:
+        counts.pop(key, None)
+    else:
+        counts[key] = value
+
+
+def _state_value(ev: NotifyReceived) -> SubscriptionStateValue:
+    """The NOTIFY's Subscription-State as the mapping's value (extension states: pending)."""
+    reason: TerminationReason | None = None
+    if ev.reason:
+        try:
+            reason = TerminationReason(ev.reason)
+        except ValueError:
+            reason = None
+    retry = ev.retry_after if ev.retry_after is not None and ev.retry_after >= 0 else None
+    if ev.state == "terminated":
+        return SubscriptionStateValue(SubState.TERMINATED, reason=reason, retry_after=retry)
+    expires = ev.expires if ev.expires is not None else 0
+    expires = min(max(expires, 0), 0xFFFFFFFF)
+    if ev.state == "active":
+        return SubscriptionStateValue(SubState.ACTIVE, expires=expires)
+    return SubscriptionStateValue(SubState.PENDING, expires=expires)
+
+
+def _is_pidf(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == PIDF_MIME_TYPE
+
+
+def _lang(value: str | None) -> str | None:
+    """Content-Language -> xml:lang: the first language tag, if it is one."""
+    if not value:
+        return None
+    first = value.split(",", 1)[0].strip()
+    return first if is_language_tag(first) else None
+
+
+def _lang_header(lang: str | None) -> tuple[tuple[str, str], ...]:
+    return (("Content-Language", lang),) if lang else ()
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _list_of_str(value: object) -> Iterable[str]:
+    if isinstance(value, list | tuple):
+        return [v for v in value if isinstance(v, str)]
+    return []
+
+
+def _dialog_state(data: object) -> DialogState | None:
+    """The layer's dialog record as the store's queryable columns (same field names)."""
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return DialogState(
+            call_id=str(data["call_id"]),
+            local_tag=str(data["local_tag"]),
+            remote_tag=str(data.get("remote_tag") or ""),
+            local_uri=str(data["local_uri"]),
+            remote_uri=str(data["remote_uri"]),
+            remote_target=str(data["remote_target"]),
+            route_set=tuple(str(r) for r in data.get("route_set") or ()),
+            local_cseq=int(data.get("local_cseq") or 0),
+            remote_cseq=(int(data["remote_cseq"]) if data.get("remote_cseq") is not None else None),
+            secure=bool(data.get("secure", False)),
+            transport=str(data.get("transport") or "udp"),
+            peer_host=str(data.get("peer_host") or ""),
+            peer_port=int(data.get("peer_port") or 0),
+        )
+    except (KeyError, TypeError, ValueError, LocalMappingError) as exc:
+        log.debug("presence.store.dialog_unmapped", extra=kv(error=str(exc)))
+        return None
+    except Exception as exc:  # the store's own validation (LocalStoreError)
+        log.debug("presence.store.dialog_unmapped", extra=kv(error=str(exc)))
+        return None
+
+
+def _bump_cseq(snapshot: Mapping[str, object]) -> Mapping[str, object]:
+    """The snapshot with its dialog's local CSeq raised by :data:`CSEQ_RESTORE_GAP`."""
+    dialog = snapshot.get("dialog")
+    if not isinstance(dialog, Mapping):
+        return snapshot
+    cseq = dialog.get("local_cseq")
+    if not isinstance(cseq, int) or isinstance(cseq, bool):
+        return snapshot
+    bumped = min(cseq + CSEQ_RESTORE_GAP, 2**31 - 2)
+    return {**snapshot, "dialog": {**dialog, "local_cseq": bumped}}
+
+
+def subscription_config(settings: Settings) -> SubscriptionConfig:
+    """The subscription layer's configuration from the ``[presence]`` settings."""
+    cfg = settings.presence
+    return SubscriptionConfig(
+        default_expires=cfg.subscribe_expires,
+        min_expires=cfg.min_expires,
+        max_expires=cfg.max_expires,
+        refresh_margin=cfg.refresh_margin,
+        supported_events=(pmap.PRESENCE_EVENT,),
+        max_subscriptions=cfg.max_subscriptions,
+        overload_retry_after=cfg.retry_after,
+    )
+
+
+def build_layer(
+    endpoint: SipEndpoint,
+    dispatcher: _Dispatcher,
+    owner: PresenceService,
+    settings: Settings,
+    ids: IdGenerator,
+) -> SubscriptionManager:
+    """The RFC 6665 layer over ``endpoint``, its transactions owned by ``owner``."""
+    return SubscriptionManager(
+        OwnedEndpoint(endpoint, dispatcher, owner),  # type: ignore[arg-type]
+        subscription_config(settings),
+        ids,
+        contact_uri_for(endpoint.config.local),
+    )
+
+
+async def open_presence_store(url: str) -> Store:
+    """Open the presence store at ``url`` (creating a SQLite file's directory)."""
+    ensure_store_directory(url)
+    return await open_store(url)
+
+
+def default_store_path(url: str) -> str | None:
+    """The file behind a ``sqlite:///`` URL (None for memory or other databases)."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite://") :]
+    return None
+
+
+def ensure_store_directory(url: str) -> None:
+    """Create the directory of a SQLite store file if it is missing."""
+    path = default_store_path(url)
+    if path:
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
