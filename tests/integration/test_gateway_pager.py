@@ -143,6 +143,7 @@ def settings_for(prosody: Any, proxy_port: int, **sip: Any) -> Settings:
                 "xmpp": [{"xmpp": "example.test", "sip": "example.test"}],
             },
             "log": {"level": "debug", "format": "text"},
+            "presence": {"store_url": "sqlite://:memory:"},
         }
     )
 

@@ -74,6 +74,9 @@ xmpp = "{COMPONENT}"
 [[domains.xmpp]]
 xmpp = "example.test"
 
+[presence]
+store_url = "sqlite://:memory:"
+
 [log]
 level = "info"
 format = "json"

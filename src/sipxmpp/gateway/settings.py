@@ -30,6 +30,12 @@ __all__ = [
     "SipDomain",
     "XmppDomain",
     "ImSettings",
+    "PresenceSettings",
+    "DEFAULT_PRESENCE_STORE_URL",
+    "ProvisioningSettings",
+    "ProvisioningPeer",
+    "ProvisioningView",
+    "ProvisioningQuerySettings",
     "LogSettings",
     "SettingsError",
     "load_settings",
@@ -204,6 +210,315 @@ class ImSettings(_Frozen):
     )
 
 
+#: Where presence state lives unless ``presence.store_url`` says otherwise: the usual place of
+#: a daemon's state on a Linux host (FHS ``/var/lib``). The directory is created on start.
+DEFAULT_PRESENCE_STORE_URL = "sqlite:///var/lib/sipxmpp/state.db"
+
+
+class PresenceSettings(_Frozen):
+    """Presence federation (RFC 8048: SUBSCRIBE/NOTIFY + PIDF <-> XMPP presence)."""
+
+    enabled: bool = Field(
+        True,
+        description="Serve presence: SUBSCRIBE/NOTIFY on the SIP side, presence stanzas on the XMPP side. "
+        "Off: SUBSCRIBE/NOTIFY get 405 and presence stanzas are ignored.",
+    )
+    store_url: str = Field(
+        DEFAULT_PRESENCE_STORE_URL,
+        description="Where subscriptions, dialogs and authorizations survive restarts: 'sqlite:///abs/path.db', "
+        "'sqlite://:memory:' (no persistence) or 'postgresql://user@host/db'.",
+    )
+    subscribe_expires: int = Field(
+        3600,
+        ge=60,
+        le=86_400,
+        description="Expires the gateway asks for when it subscribes on SIP for an XMPP user (RFC 8048 §5.2.1, "
+        "RFC 3856 §6.4).",
+    )
+    min_expires: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Shortest subscription a SIP watcher may ask for; shorter ones get 423 with Min-Expires "
+        "(RFC 6665 §4.2.1.1).",
+    )
+    max_expires: int = Field(
+        3600,
+        ge=60,
+        le=86_400,
+        description="Longest subscription granted to a SIP watcher; longer requests are shortened (RFC 6665 §4.2.1.1).",
+    )
+    refresh_margin: float = Field(
+        0.1,
+        gt=0,
+        lt=0.5,
+        description="The gateway refreshes its own SIP subscriptions this fraction of the granted time before "
+        "they expire (at least 5 s early).",
+    )
+    min_notify_interval: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds between two state-change NOTIFYs to one watcher of one presentity; changes in "
+        "between are merged, not dropped (RFC 3856 §6.10).",
+    )
+    max_subscriptions: int = Field(
+        200_000,
+        ge=1,
+        description="Subscriptions the gateway holds in all; beyond it SUBSCRIBE gets 503.",
+    )
+    max_subscriptions_per_user: int = Field(
+        1000,
+        ge=1,
+        description="Subscriptions one XMPP user may hold to SIP contacts, and SIP watchers one XMPP user may "
+        "have; beyond it: 503 with Retry-After on SIP, <resource-constraint/> on XMPP.",
+    )
+    max_subscriptions_per_peer: int = Field(
+        100_000,
+        ge=1,
+        description="Subscriptions between the gateway and one SIP domain, both directions together; beyond "
+        "it: 503 with Retry-After on SIP, <resource-constraint/> on XMPP.",
+    )
+    retry_after: int = Field(
+        300,
+        ge=1,
+        description="Seconds before the gateway re-subscribes after the SIP side ended or refused a "
+        "subscription without saying when to retry; also the Retry-After of its 503s.",
+    )
+    rich_presence: bool = Field(
+        True,
+        description="Carry XMPP <show/> as RPID activities and back (away/xa <-> away, dnd <-> busy, "
+        "meeting, on-the-phone...), beyond RFC 8048's basic open/closed.",
+    )
+    closed_dnd_is_dnd: bool = Field(
+        False,
+        description="Read a closed PIDF tuple whose person is busy/in a meeting/on the phone as XMPP "
+        "<show>dnd</show> instead of unavailable (for presence servers that close every tuple on DND; "
+        "deviates from RFC 8048 §6.3).",
+    )
+    store_flush_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between batched writes of changed subscriptions to the store (NOTIFY CSeq "
+        "counters, last states); also bounds what a crash can lose.",
+    )
+    restore_spread: float = Field(
+        10.0,
+        ge=0,
+        description="After a restart, the gateway's own SIP subscriptions are refreshed spread over this "
+        "many seconds, so a large gateway does not send them all at once.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PresenceSettings:
+        if self.min_expires > self.max_expires:
+            raise ValueError("presence.min_expires must not exceed presence.max_expires")
+        if not self.store_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("presence.store_url must be a sqlite:// or postgresql:// URL")
+        return self
+
+
+def _peer_domain(value: str) -> str:
+    """A peer network's domain, normalised (the provisioning format's DNS-name rules)."""
+    from sipxmpp.provisioning.model import normalize_domain
+
+    return normalize_domain(value)
+
+
+class ProvisioningView(_Frozen):
+    """A per-peer view: a document shown to some peer networks instead of the public one."""
+
+    name: str = Field(..., description="Label of the view in logs.")
+    peers: tuple[str, ...] = Field(
+        ...,
+        min_length=1,
+        description="Peer networks that get this view: SIP domain identities of their TLS client "
+        "certificates (RFC 5922 §7.1) or XMPP domains of the requesting JIDs.",
+    )
+    document: Path = Field(
+        ..., description="The document (XML or JSON provisioning format) these peers see."
+    )
+
+    @field_validator("peers")
+    @classmethod
+    def _domains(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_peer_domain(d) for d in v)
+
+
+class ProvisioningPeer(_Frozen):
+    """A peer network whose provisioning document the gateway fetches, with static overrides."""
+
+    domain: str = Field(..., description="The peer network's domain, e.g. 'partner.example'.")
+    sip: tuple[str, ...] = Field(
+        (),
+        description="Static targets for the SIP OPTIONS query, 'transport:host:port' tried in order "
+        "(default: RFC 3263 NAPTR/SRV resolution of the domain).",
+    )
+    http: str | None = Field(
+        None,
+        description="Base URL of the peer's provisioning HTTP server, e.g. 'https://192.0.2.7:8443' "
+        "(default: https://<domain>). The certificate is still checked against the domain.",
+    )
+    xmpp: str | None = Field(
+        None,
+        description="XMPP address answering the peer's disco#info, e.g. its gateway's component JID "
+        "(default: found through disco#items of the domain).",
+    )
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        return _peer_domain(v)
+
+    @field_validator("sip")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for t in v:
+            parts = t.rsplit(":", 2)
+            if len(parts) != 3 or parts[0] not in ("udp", "tcp", "tls") or not parts[2].isdigit():
+                raise ValueError(f"{t!r} is not 'transport:host:port'")
+        return v
+
+    @field_validator("xmpp")
+    @classmethod
+    def _jid(cls, v: str | None) -> str | None:
+        # RFC 7622 §3.1: three parts of at most 1023 octets each; no whitespace anywhere.
+        if v is not None and (not v or len(v) > 3071 or any(c.isspace() for c in v)):
+            raise ValueError(f"{v!r} is not a JID")
+        return v
+
+    @field_validator("http")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
+
+
+class ProvisioningQuerySettings(_Frozen):
+    """The XMPP account ``sipxmpp query-peer`` logs in with for the XMPP channel."""
+
+    xmpp_jid: str | None = Field(
+        None,
+        description="A client account (bare JID) on an XMPP server that can reach the peer; unset: the "
+        "XMPP channel of query-peer is not available.",
+    )
+    xmpp_password: str | None = Field(None, description="Its password.")
+    xmpp_server: str | None = Field(
+        None,
+        description="'host:port' of its server's client port (default: DNS SRV of the JID's domain).",
+    )
+    xmpp_encryption: Literal["starttls", "direct-tls", "none"] = Field(
+        "starttls",
+        description="How the client connection is protected; 'none' is for loopback tests only.",
+    )
+
+    @model_validator(mode="after")
+    def _account(self) -> ProvisioningQuerySettings:
+        if (self.xmpp_jid is None) != (self.xmpp_password is None):
+            raise ValueError("provisioning.query.xmpp_jid and xmpp_password go together")
+        return self
+
+
+class ProvisioningSettings(_Frozen):
+    """Capability provisioning (draft-houri-speermint-presence-im-provision): what the gateway
+    publishes about its network, and what it learns about its peers'."""
+
+    policy: Path | None = Field(
+        None,
+        description="JSON policy file: the public document, per-peer views, clearing houses "
+        "(examples/provisioning/policy.json). Exclusive with 'document'.",
+    )
+    document: Path | None = Field(
+        None,
+        description="The public provisioning document, XML or JSON (examples/provisioning/full.xml); "
+        "per-peer views then come from [[provisioning.views]].",
+    )
+    views: tuple[ProvisioningView, ...] = Field((), description="Per-peer views (with 'document').")
+    clearing_houses: tuple[str, ...] = Field(
+        (), description="Clearing houses the network belongs to (with 'document')."
+    )
+    redact_visible_to: bool = Field(
+        True, description="Show peers only their own entry of visible-to (with 'document')."
+    )
+    http_host: str = Field(
+        "127.0.0.1", description="Address the provisioning HTTP(S) servers bind to."
+    )
+    http_port: int | None = Field(
+        None, ge=0, le=65535, description="Plain HTTP port; unset disables it (0 = any free port)."
+    )
+    https_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="HTTPS port (certificate, key and peer CAs of [sip.tls]); unset disables it.",
+    )
+    https_require_client_certificate: bool = Field(
+        False,
+        description="Refuse HTTPS clients without a certificate signed by sip.tls.ca_file (default: they "
+        "get the public view).",
+    )
+    max_age: int = Field(
+        300, ge=0, le=86_400, description="Cache-Control max-age of HTTP answers, seconds."
+    )
+    caps_node: str = Field(
+        "urn:sipxmpp:caps",
+        description="XEP-0115 node (a URI naming the software) in the component's caps presence.",
+    )
+    fetch: Literal["off", "configured", "all"] = Field(
+        "configured",
+        description="Whose documents the gateway fetches: nobody's, the [[provisioning.peers]] only, or "
+        "every SIP domain it sends to.",
+    )
+    channels: tuple[Literal["http", "sip", "xmpp"], ...] = Field(
+        ("http", "sip", "xmpp"),
+        min_length=1,
+        description="Channels tried in this order when fetching a peer's document; the first valid "
+        "answer wins.",
+    )
+    fetch_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds one channel may take to answer."
+    )
+    default_ttl: float = Field(
+        3600.0,
+        ge=60,
+        le=86_400,
+        description="How long a fetched document is used before it is fetched again, when its source "
+        "gives no max-age.",
+    )
+    retry_interval: float = Field(
+        300.0,
+        ge=1,
+        description="Seconds before a peer whose document could not be fetched is asked again.",
+    )
+    peers: tuple[ProvisioningPeer, ...] = Field((), description="Known peer networks.")
+    query: ProvisioningQuerySettings = Field(
+        default_factory=ProvisioningQuerySettings, description="sipxmpp query-peer."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProvisioningSettings:
+        if self.policy is not None and (
+            self.document is not None or self.views or self.clearing_houses
+        ):
+            raise ValueError(
+                "provisioning.policy holds views and clearing houses itself; do not combine it with "
+                "document, views or clearing_houses"
+            )
+        if self.views and self.document is None:
+            raise ValueError("provisioning.views need provisioning.document")
+        if (self.http_port is not None or self.https_port is not None) and (
+            self.policy is None and self.document is None
+        ):
+            raise ValueError(
+                "provisioning.http_port/https_port need a policy or a document to serve"
+            )
+        domains = [p.domain.lower().rstrip(".") for p in self.peers]
+        if len(set(domains)) != len(domains):
+            raise ValueError("a domain appears twice in provisioning.peers")
+        return self
+
+
 class LogSettings(_Frozen):
     """Structured logs on standard error."""
 
@@ -222,6 +537,12 @@ class Settings(_Frozen):
     xmpp: XmppSettings = Field(..., description="XMPP side.")
     domains: DomainSettings = Field(default_factory=DomainSettings, description="Domain mapping.")
     im: ImSettings = Field(default_factory=ImSettings, description="Pager-mode IM.")
+    presence: PresenceSettings = Field(
+        default_factory=PresenceSettings, description="Presence federation."
+    )
+    provisioning: ProvisioningSettings = Field(
+        default_factory=ProvisioningSettings, description="Capability provisioning."
+    )
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
 
     @model_validator(mode="after")
@@ -229,6 +550,12 @@ class Settings(_Frozen):
         s = self.sip
         if s.udp_port is None and s.tcp_port is None and s.tls.port is None:
             raise ValueError("at least one of sip.udp_port, sip.tcp_port, sip.tls.port must be set")
+        if self.provisioning.https_port is not None and (
+            s.tls.certificate is None or s.tls.private_key is None
+        ):
+            raise ValueError(
+                "provisioning.https_port is set, so sip.tls.certificate and sip.tls.private_key are required"
+            )
         return self
 
 
@@ -278,6 +605,12 @@ def load_settings(path: str | Path | None, env: Mapping[str, str] | None = None)
         for key in ("certificate", "private_key", "ca_file"):
             if isinstance(tls.get(key), str) and not Path(tls[key]).is_absolute():
                 tls[key] = str(base / tls[key])
+        # The same for the provisioning documents.
+        prov = data.get("provisioning", {})
+        for table in (prov, *(v for v in prov.get("views", ()) if isinstance(v, dict))):
+            for key in ("policy", "document"):
+                if isinstance(table.get(key), str) and not Path(table[key]).is_absolute():
+                    table[key] = str(base / table[key])
     data = _merge(data, _env_overrides(Settings, os.environ if env is None else env, ENV_PREFIX))
     try:
         return Settings.model_validate(data)

@@ -15,6 +15,9 @@ from types import TracebackType
 from sipxmpp.gateway.runtime.bridge import NextHopError, PagerBridge
 from sipxmpp.gateway.runtime.dispatch import SipDispatcher, SipSender
 from sipxmpp.gateway.runtime.logs import kv
+from sipxmpp.gateway.runtime.presence import PresenceService, build_layer, open_presence_store
+from sipxmpp.gateway.runtime.provisioning import ProvisioningService
+from sipxmpp.gateway.runtime.xmpp_routing import XmppRouter
 from sipxmpp.gateway.settings import Settings
 from sipxmpp.gateway.sip import grammar
 from sipxmpp.gateway.sip.address import TransportAddress
@@ -22,6 +25,7 @@ from sipxmpp.gateway.sip.core import EndpointConfig, SipEndpoint
 from sipxmpp.gateway.sip.ids import IdGenerator, RandomIds
 from sipxmpp.gateway.sip.message import Request
 from sipxmpp.gateway.sip.timers import Timers
+from sipxmpp.gateway.store import Store
 from sipxmpp.gateway.transport.config import ListenAddress, TlsSettings, TransportConfig
 from sipxmpp.gateway.transport.manager import SipTransportManager
 from sipxmpp.gateway.transport.resolver import (
@@ -99,6 +103,17 @@ class Gateway:
         self.resolver: SipResolver | None = None
         self._dns: AiodnsClient | None = None
         x = settings.xmpp
+        #: Presence federation (RFC 8048); its store is opened in :meth:`start`.
+        self.presence: PresenceService | None = None
+        self.presence_store: Store | None = None
+        if settings.presence.enabled:
+            self.presence = PresenceService(
+                settings=settings,
+                domains=self.domains,
+                xmpp=_LateXmpp(self),
+                resolve=self._next_hop,
+                transmit=self.transport.transmit,
+            )
         self.bridge = PagerBridge(
             settings=settings,
             sip=_LateSip(self),
@@ -118,11 +133,27 @@ class Gateway:
                 keepalive_interval=x.keepalive_interval,
                 keepalive_timeout=x.keepalive_timeout,
             ),
-            self.bridge,
+            XmppRouter(self.bridge, self.presence),
         )
         # Pager-mode IM (RFC 7572) and the gateway's own OPTIONS answer (RFC 3261 §11).
         self.sip_dispatch = SipDispatcher(default=self.bridge)
         self.pager_sip = SipSender(self.transport, self.sip_dispatch, self.bridge)
+        if self.presence is not None:
+            # The layer's own requests come back through build_layer's OwnedEndpoint.
+            self.sip_dispatch.route_method("SUBSCRIBE", self.presence)
+            self.sip_dispatch.route_method("NOTIFY", self.presence)
+        # Capability provisioning: OPTIONS (with the document when asked), HTTP(S), disco
+        # and caps, and the peers' parameters the pager path acts on.
+        self.provisioning = ProvisioningService(
+            settings,
+            transport=self.transport,
+            dispatcher=self.sip_dispatch,
+            xmpp=self.xmpp,
+            ids=self.ids,
+            capabilities=lambda: self.bridge.capabilities,
+            resolver=lambda: self.resolver,
+        )
+        self.sip_dispatch.route_method("OPTIONS", self.provisioning.options)
 
     def _make_core(self, bound: Mapping[str, tuple[str, int]]) -> SipEndpoint:
         s = self.settings.sip
@@ -151,6 +182,10 @@ class Gateway:
         try:
             parsed = grammar.parse_sip_uri(target)
             hops = await self.resolver.resolve_uri(parsed)
+            # A TLS-only peer (provisioning parameter 3) is reached over TLS only.
+            hops = await self.provisioning.route(
+                parsed, hops, self.resolver, via_proxy=target != uri
+            )
         except (ResolutionError, ValueError) as e:
             raise NextHopError(f"no next hop for {target}: {e}") from None
         except Exception as e:  # a malformed URI from the mapping is a refusal, not a crash
@@ -173,11 +208,31 @@ class Gateway:
             "gateway.sip.listening",
             extra=kv(**{t: f"{h}:{p}" for t, (h, p) in self.transport.local_addresses.items()}),
         )
+        if self.presence is not None:
+            assert self.endpoint is not None
+            self.presence_store = await open_presence_store(self.settings.presence.store_url)
+            await self.presence.start(
+                build_layer(
+                    self.endpoint, self.sip_dispatch, self.presence, self.settings, self.ids
+                ),
+                self.presence_store,
+            )
         await self.xmpp.start()
+        try:
+            await self.provisioning.start()
+        except BaseException:  # e.g. an HTTP port in use: release what is already running
+            await self.stop()
+            raise
         log.info("gateway.started", extra=kv(component=self.settings.xmpp.component_jid))
 
     async def stop(self) -> None:
+        await self.provisioning.stop()
         await self.xmpp.stop()
+        if self.presence is not None:
+            await self.presence.stop()
+        if self.presence_store is not None:
+            await self.presence_store.close()
+            self.presence_store = None
         await self.transport.stop()
         if self._dns is not None:
             await self._dns.close()
@@ -221,3 +276,6 @@ class _LateXmpp:
 
     def send_message(self, msg: object) -> None:
         self._gw.xmpp.send_message(msg)  # type: ignore[arg-type]
+
+    def send_presence(self, presence: object, *, error: object = None) -> None:
+        self._gw.xmpp.send_presence(presence, error=error)  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ from sipxmpp.gateway.sip.events import (
 )
 from sipxmpp.gateway.sip.ids import IdGenerator
 from sipxmpp.gateway.sip.message import Request, serialize
-from sipxmpp.gateway.sip.options import Capabilities, options_response
+from sipxmpp.gateway.sip.options import Capabilities
 from sipxmpp.gateway.xmpp.errors import LinkDown, LocalXmppError, StanzaErrorException
 from sipxmpp.mapping import errors as error_map
 from sipxmpp.mapping import messages as pager
@@ -129,12 +129,13 @@ class PagerBridge:
         self._clock = clock
         self._pending: dict[str, XmppMessage] = {}
         self._reports: OrderedDict[str, _Report] = OrderedDict()
+        presence = settings.presence.enabled  # RFC 6665 §4.4.4: Allow-Events lists packages
         self._caps = Capabilities(
-            allow=SUPPORTED_METHODS,
-            accept=ACCEPTED_TYPES,
+            allow=SUPPORTED_METHODS + (("SUBSCRIBE", "NOTIFY") if presence else ()),
+            accept=ACCEPTED_TYPES + (("application/pidf+xml",) if presence else ()),
             accept_language=("en",),
             supported=(),
-            allow_events=(),
+            allow_events=("presence",) if presence else (),
         )
         self.counters: dict[str, int] = {
             "sip_to_xmpp": 0,
@@ -143,6 +144,12 @@ class PagerBridge:
             "xmpp_refused": 0,
             "reports_sent": 0,
         }
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the gateway's OPTIONS answer advertises (RFC 3261 §11.2); OPTIONS itself
+        is answered by ``runtime/provisioning.py``."""
+        return self._caps
 
     # ------------------------------------------------------------------ SIP side
 
@@ -173,8 +180,6 @@ class PagerBridge:
         method = req.method
         if method == "MESSAGE":
             self._on_sip_message(req)
-        elif method == "OPTIONS":
-            self._sip.send_response(options_response(req, self._caps, to_tag=self._ids.tag()))
         elif method == "ACK":
             return  # an ACK to a non-2xx is absorbed by the core; nothing else reaches us
         else:

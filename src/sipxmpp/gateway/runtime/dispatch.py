@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from sipxmpp.gateway.runtime.logs import kv
@@ -32,6 +35,11 @@ log = logging.getLogger("sipxmpp.dispatch")
 #: only guards against a leak turning into unbounded memory (oldest entries are dropped).
 MAX_OWNED_TRANSACTIONS = 400_000
 
+#: How long an INVITE client transaction's owner is kept after its first 2xx: further 2xx
+#: (retransmissions, other forks) arrive for up to 64*T1 (RFC 6026 Timer M, §13.2.2.4) and
+#: must reach the INVITE layer to be ACKed. 64 * T1 with the default T1 of 0.5 s, plus slack.
+INVITE_2XX_OWNER_LINGER = 40.0
+
 
 class SipService(Protocol):
     """A runtime service fed by the SIP core."""
@@ -42,10 +50,13 @@ class SipService(Protocol):
 class SipDispatcher:
     """Routes SIP events: requests by method, client-transaction outcomes by owner."""
 
-    def __init__(self, default: SipService) -> None:
+    def __init__(self, default: SipService, clock: Callable[[], float] = time.monotonic) -> None:
         self._default = default
         self._by_method: dict[str, SipService] = {}
         self._owners: dict[str, SipService] = {}
+        self._clock = clock
+        #: (release time, key) of INVITE transactions kept after their first 2xx, oldest first.
+        self._lingering: deque[tuple[float, str]] = deque()
 
     def route_method(self, method: str, service: SipService) -> None:
         self._by_method[method.upper()] = service
@@ -60,14 +71,23 @@ class SipDispatcher:
         if isinstance(event, RequestReceived):
             service = self._by_method.get(event.request.method, self._default)
         elif isinstance(event, ResponseReceived):
-            if event.response.status < 200:
+            status = event.response.status
+            if status < 200:
                 service = self._owners.get(event.transaction, self._default)
+            elif status < 300 and event.request.method == "INVITE":
+                service = self._owners.get(event.transaction, self._default)
+                self._lingering.append((self._clock() + INVITE_2XX_OWNER_LINGER, event.transaction))
             else:
                 service = self._owners.pop(event.transaction, self._default)
         elif isinstance(event, TransactionTimedOut | TransportFailed):
             service = self._owners.pop(event.transaction, self._default)
         else:
             service = self._default
+        lingering = self._lingering
+        if lingering and lingering[0][0] <= self._clock():
+            now = self._clock()
+            while lingering and lingering[0][0] <= now:
+                self._owners.pop(lingering.popleft()[1], None)
         try:
             service.handle_sip_event(event)
         except Exception:

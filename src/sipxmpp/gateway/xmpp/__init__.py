@@ -30,7 +30,7 @@ from sipxmpp.gateway.xmpp.errors import (
     XmppError,
     boundary,
 )
-from sipxmpp.gateway.xmpp.handler import XmppHandler
+from sipxmpp.gateway.xmpp.handler import XmppHandler, XmppPresenceHandler
 from sipxmpp.gateway.xmpp.handshake import handshake_digest
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "XmppEdgeConfig",
     "XmppError",
     "XmppHandler",
+    "XmppPresenceHandler",
     "backoff_delay",
     "boundary",
     "handshake_digest",

@@ -20,11 +20,18 @@ that connection, wait a backoff delay, connect again. Outcomes come from slixmpp
 Delays follow :func:`backoff_delay` (exponential from ``reconnect_min`` to ``reconnect_max``,
 with jitter); the failure count restarts after every link that came up.
 
-Outgoing messages (:meth:`XmppEdge.send_message`) are serialized by ``convert.message_to_xml``
+Outgoing messages (:meth:`XmppEdge.send_message`) are serialized by ``convert.message_to_xml``,
+presence stanzas (:meth:`XmppEdge.send_presence`) by ``presence_convert.presence_to_xml``,
 and written straight to the transport, skipping slixmpp's send queue and its per-stanza
 filter pass; other stanzas (iq results, error replies) use slixmpp's queue, so their order
 relative to messages is not guaranteed. A full transport buffer raises :class:`LinkCongested`
 rather than growing memory.
+
+Writes are coalesced: the stanzas sent while the event loop runs one batch of work (e.g. the
+MESSAGEs of one burst of SIP datagrams) are joined and written with one ``transport.write``
+at the next loop iteration (``call_soon``), in order, instead of one system call each. The
+delay is that of one loop iteration. Stanzas queued for a connection that has gone by the
+time of the flush are dropped, as bytes in that connection's own buffer would be.
 """
 
 from __future__ import annotations
@@ -43,14 +50,18 @@ from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import JID, InvalidJID
 
 from sipxmpp.gateway.xmpp.backoff import backoff_delay
+from sipxmpp.gateway.xmpp.caps import CapsAnnouncer
 from sipxmpp.gateway.xmpp.config import XmppEdgeConfig
 from sipxmpp.gateway.xmpp.convert import message_to_xml
 from sipxmpp.gateway.xmpp.disco import DiscoHook, DiscoIdentity, DiscoRegistry
 from sipxmpp.gateway.xmpp.dispatch import MAX_IN_FLIGHT_MESSAGES, MessageDispatcher, install_disco
+from sipxmpp.gateway.xmpp.dispatch.presence import PresenceDispatcher
 from sipxmpp.gateway.xmpp.errors import LinkCongested, LinkDown, LocalXmppError
 from sipxmpp.gateway.xmpp.handler import XmppHandler
+from sipxmpp.gateway.xmpp.presence_convert import presence_to_xml
 from sipxmpp.gateway.xmpp.stream import GatewayComponent
-from sipxmpp.mapping.model import XmppMessage
+from sipxmpp.mapping.model import StanzaError, XmppMessage
+from sipxmpp.mapping.presence import PresenceType, XmppPresence
 
 __all__ = [
     "MAX_OUTGOING_STANZA_BYTES",
@@ -110,14 +121,23 @@ class XmppEdge:
         self._rng = rng or random.Random()
         self._max_in_flight = max_in_flight
         self._disco = DiscoRegistry(config.component_jid, config.identity_name)
+        #: XEP-0115 caps presence of the component (see ``caps.py``); off until configured.
+        self._caps = CapsAnnouncer(config.component_jid, self._send_raw_stanza)
         self._xmpp: GatewayComponent | None = None
         self._dispatcher: MessageDispatcher | None = None
+        self._presence_dispatcher: PresenceDispatcher | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._outcome: asyncio.Future[str] | None = None
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._up = False
         self._up_event = asyncio.Event()
+        #: Stanzas waiting for the coalesced write, the transport they are meant for, their
+        #: size, and the pending flush callback.
+        self._out: list[bytes] = []
+        self._out_transport: Any = None
+        self._out_bytes = 0
+        self._flush_handle: asyncio.Handle | None = None
         self._session_seen = False
         self._stopping = False
         #: Connection attempts made so far (for diagnostics and tests).
@@ -162,6 +182,40 @@ class XmppEdge:
         """Replace the XEP-0128 extended-information forms (serialized ``jabber:x:data``)."""
         self._disco.set_forms(forms)
 
+    @property
+    def caps(self) -> CapsAnnouncer:
+        """The component's own presence with XEP-0115 caps, and its recipients."""
+        return self._caps
+
+    def _send_raw_stanza(self, data: str) -> None:
+        """Queue one serialized stanza on slixmpp's send path (raises :class:`LinkDown`)."""
+        xmpp = self._xmpp
+        if not self.up or xmpp is None:
+            raise LinkDown("the XMPP component link is down")
+        xmpp.send_raw(data)
+
+    async def query_disco_info(self, jid: str, node: str | None, timeout: float) -> Any:
+        """Send a disco#info query (XEP-0030 §3.1) from the component; returns the result's
+        ``<query/>`` element. Raises :class:`LinkDown`, ``IqError`` (an error answer) or
+        ``IqTimeout``."""
+        xmpp = self._xmpp
+        if not self.up or xmpp is None:
+            raise LinkDown("the XMPP component link is down")
+        iq = await xmpp.plugin["xep_0030"].get_info(
+            jid=JID(jid), node=node, ifrom=xmpp.boundjid, local=False, cached=False, timeout=timeout
+        )
+        return iq["disco_info"].xml
+
+    async def query_disco_items(self, jid: str, timeout: float) -> list[str]:
+        """disco#items of ``jid`` (XEP-0030 §4.1): the item JIDs. Same errors as above."""
+        xmpp = self._xmpp
+        if not self.up or xmpp is None:
+            raise LinkDown("the XMPP component link is down")
+        iq = await xmpp.plugin["xep_0030"].get_items(
+            jid=JID(jid), ifrom=xmpp.boundjid, local=False, timeout=timeout
+        )
+        return [str(item[0]) for item in iq["disco_items"]["items"]]
+
     def set_disco_hook(self, hook: DiscoHook | None) -> None:
         """Install a per-request disco#info hook (see :class:`DiscoRegistry`)."""
         self._disco.set_hook(hook)
@@ -188,6 +242,7 @@ class XmppEdge:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
         await self._cancel_keepalive()
+        self._flush()  # messages already accepted go out before our closing tag
         xmpp = self._xmpp
         if xmpp is not None:
             if xmpp.transport is not None:
@@ -207,6 +262,8 @@ class XmppEdge:
                 await asyncio.gather(run_filters, return_exceptions=True)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
+        if self._presence_dispatcher is not None:
+            await self._presence_dispatcher.aclose()
         self._set_down()
 
     async def wait_up(self, timeout: float) -> bool:
@@ -239,11 +296,82 @@ class XmppEdge:
                 f"message stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
                 condition="policy-violation",
             )
-        if transport.get_write_buffer_size() > MAX_WRITE_BUFFER_BYTES:
+        if transport is not self._out_transport:
+            self._discard_output()
+            self._out_transport = transport
+        if transport.get_write_buffer_size() + self._out_bytes > MAX_WRITE_BUFFER_BYTES:
             raise LinkCongested("the XMPP server is not reading; message not queued")
-        transport.write(data)
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         assert msg.id is not None
         return msg.id
+
+    def send_presence(self, presence: XmppPresence, *, error: StanzaError | None = None) -> None:
+        """Send a ``<presence/>`` (with ``error`` for ``type='error'``), in order with messages.
+
+        Same refusals as :meth:`send_message`: :class:`LinkDown`, :class:`LinkCongested`,
+        :class:`LocalXmppError` (see ``presence_convert.presence_to_xml``). Nothing is sent
+        when it raises. An outgoing presence keeps the id it has (presence needs none).
+        """
+        xmpp = self._xmpp
+        transport = xmpp.transport if xmpp is not None else None
+        if not self._up or transport is None or transport.is_closing():
+            raise LinkDown("the XMPP component link is down")
+        data = presence_to_xml(
+            presence, component_domain=self._config.component_jid, error=error
+        ).encode("utf-8")
+        if len(data) > MAX_OUTGOING_STANZA_BYTES:
+            raise LocalXmppError(
+                f"presence stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
+                condition="policy-violation",
+            )
+        if transport is not self._out_transport:
+            self._discard_output()
+            self._out_transport = transport
+        if transport.get_write_buffer_size() + self._out_bytes > MAX_WRITE_BUFFER_BYTES:
+            raise LinkCongested("the XMPP server is not reading; presence not queued")
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _reply_presence_error(self, received: XmppPresence, error: StanzaError) -> None:
+        """Answer a received presence with ``type='error'`` (RFC 6120 §8.3.1: from its ``to``)."""
+        self.send_presence(
+            XmppPresence(
+                from_jid=received.to_jid,
+                to_jid=received.from_jid,
+                type=PresenceType.ERROR,
+                id=received.id,
+            ),
+            error=error,
+        )
+
+    def _flush(self) -> None:
+        """Write the coalesced stanzas (see the module docstring)."""
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()  # when called directly rather than from the loop
+        out, transport = self._out, self._out_transport
+        if not out:
+            return
+        self._out = []
+        self._out_bytes = 0
+        xmpp = self._xmpp
+        current = xmpp.transport if xmpp is not None else None
+        if current is None or current is not transport or current.is_closing():
+            log.warning("XMPP link lost before %d queued stanza(s) were written", len(out))
+            return
+        current.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _discard_output(self) -> None:
+        if self._out:
+            log.warning("XMPP link changed: %d queued message(s) dropped", len(self._out))
+        self._out = []
+        self._out_bytes = 0
+        self._out_transport = None
 
     async def __aenter__(self) -> XmppEdge:
         await self.start()
@@ -257,10 +385,18 @@ class XmppEdge:
     def _build(self) -> None:
         cfg = self._config
         xmpp = GatewayComponent(
-            cfg.component_jid, cfg.secret, cfg.host, cfg.port, message_sink=self._on_message_xml
+            cfg.component_jid,
+            cfg.secret,
+            cfg.host,
+            cfg.port,
+            message_sink=self._on_message_xml,
+            presence_sink=self._on_presence_xml,
         )
         self._dispatcher = MessageDispatcher(
             xmpp, self._handler, default_to=cfg.component_jid, max_in_flight=self._max_in_flight
+        )
+        self._presence_dispatcher = PresenceDispatcher(
+            self._handler, self._reply_presence_error, default_to=cfg.component_jid
         )
         install_disco(xmpp, self._disco)
         xmpp.add_event_handler("session_start", self._on_session_start)
@@ -271,6 +407,13 @@ class XmppEdge:
 
     def _on_message_xml(self, xml: Any) -> None:
         dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher(xml)
+
+    def _on_presence_xml(self, xml: Any) -> None:
+        if self._caps.handle_presence(xml):
+            return  # presence to the component itself (XEP-0115 caps, see caps.py)
+        dispatcher = self._presence_dispatcher
         if dispatcher is not None:
             dispatcher(xml)
 
@@ -334,6 +477,7 @@ class XmppEdge:
             self._keepalive.cancel()
         self._keepalive = asyncio.get_running_loop().create_task(self._keepalive_loop())
         self._notify(True)
+        self._caps.link_up()  # XEP-0115: recipients learn the current caps after a reconnect
 
     def _on_disconnected(self, reason: Any) -> None:
         keepalive, self._keepalive = self._keepalive, None
@@ -379,6 +523,8 @@ class XmppEdge:
     def _set_down(self) -> None:
         was_up = self._up
         self._up = False
+        if self._out:
+            self._flush()  # what was queued before the link went down, if it still can
         self._up_event.clear()
         if was_up:
             log.info("XMPP component link down")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from sipxmpp.mapping.model import XmppMessage
+from sipxmpp.mapping.model import StanzaError, XmppMessage
+from sipxmpp.mapping.presence import XmppPresence
 
-__all__ = ["XmppHandler"]
+__all__ = ["XmppHandler", "XmppPresenceHandler"]
 
 
 class XmppHandler(Protocol):
@@ -34,4 +35,26 @@ class XmppHandler(Protocol):
 
     def on_link_state(self, up: bool) -> None:
         """The component link came up (handshake accepted) or went down."""
+        ...
+
+
+class XmppPresenceHandler(Protocol):
+    """Optional presence methods of an :class:`XmppHandler`.
+
+    The edge looks for them on the handler it was given: a handler without ``on_presence``
+    does not serve presence, and presence stanzas are then dropped unanswered.
+    """
+
+    async def on_presence(self, presence: XmppPresence) -> None:
+        """A ``<presence/>`` addressed to the component's domain, any type but ``error``.
+
+        Same contract as :meth:`XmppHandler.on_message`: raising
+        :class:`~sipxmpp.gateway.xmpp.errors.StanzaErrorException` answers the sender with a
+        ``type='error'`` presence; ``Ignore`` drops the stanza silently.
+        """
+        ...
+
+    async def on_presence_error(self, presence: XmppPresence, error: StanzaError) -> None:
+        """A ``type='error'`` presence addressed to the component. Never answered (RFC 6120
+        §8.3.1); exceptions are only logged."""
         ...

@@ -15,18 +15,23 @@ subclass changes seven things:
    parser's memory.
 3. **Handshake** (XEP-0114 §3) computed by :func:`handshake_digest`, the function the XEP's test
    vector checks; a server header without a stream ID is refused (``<invalid-xml/>``).
-4. **Message fast path.** ``<message/>`` elements go straight to the message dispatcher, without
-   slixmpp's stanza objects and matcher loop; iq, presence and stream-level elements take
-   slixmpp's usual path (disco, ping and handshake handlers).
+4. **Message and presence fast paths.** ``<message/>`` elements go straight to the message
+   dispatcher, and ``<presence/>`` elements to the presence sink when one is given, without
+   slixmpp's stanza objects and matcher loop; iq and stream-level elements take slixmpp's
+   usual path (disco, ping and handshake handlers).
 5. **Unhandled requests** get ``<service-unavailable/>`` (RFC 6120 §8.4), see
    :class:`ServiceUnavailableIq`.
 6. **Closing.** A server's ``</stream:stream>`` is answered with ours before the TCP
    connection closes (RFC 6120 §4.4); slixmpp would just drop the connection.
 7. **No roster.** slixmpp's default message and presence handlers (and the component's
-   presence-probe roster handling) are removed: presence is not mapped yet, and a roster entry
-   per contact would let a presence flood grow memory.
+   presence-probe roster handling) are removed: the runtime keeps presence state itself
+   (``runtime/presence.py``), and a roster entry per contact would let a presence flood grow
+   memory.
 
 Sockets get ``TCP_NODELAY``: stanzas are small and latency matters more than segment count.
+On Linux the socket also ACKs every read at once (``TCP_QUICKACK``, re-armed per read), so a
+server that keeps Nagle's algorithm on is not held up by our delayed ACKs; and reads are
+capped at :data:`MAX_READ_BYTES` so the SIP side is served between them.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from slixmpp.xmlstream.xmlstream import NotConnectedError
 from sipxmpp.gateway.xmpp.convert import MESSAGE_TAGS
 from sipxmpp.gateway.xmpp.errors import RemoteXmppError
 from sipxmpp.gateway.xmpp.handshake import handshake_digest
+from sipxmpp.gateway.xmpp.presence_convert import PRESENCE_TAGS
 from sipxmpp.gateway.xmpp.stream_guard import RestrictedXmlGuard
 
 __all__ = [
@@ -63,6 +69,15 @@ NS_STREAM_ERRORS = "urn:ietf:params:xml:ns:xmpp-streams"
 #: Prosody 0.12 defaults to 256 KiB for c2s and 512 KiB for s2s, and RFC 6120 §13.12 asks only
 #: for at least 10,000 bytes. Anything bigger is a broken or hostile server.
 MAX_INCOMING_STANZA_BYTES = 1024 * 1024
+
+#: Linux's TCP_QUICKACK (absent elsewhere, where ACKs are left to the kernel's defaults).
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+#: Bytes read from the server per readiness event: about 200 message stanzas, a few tens of
+#: milliseconds of gateway work, so that SIP datagrams (responses to the requests those
+#: stanzas became) are read in between rather than after a whole 256 KiB read. Large enough
+#: that a burst still costs few system calls.
+MAX_READ_BYTES = 64 * 1024
 
 #: Seconds a peer has to read our stream error before the socket is aborted regardless.
 STREAM_ERROR_GRACE_S = 2.0
@@ -95,6 +110,8 @@ class GatewayComponent(ComponentXMPP):
     :param secret: the shared secret.
     :param host, port: the server's component port.
     :param message_sink: called with every ``<message/>`` element once the handshake is done.
+    :param presence_sink: called with every ``<presence/>`` element once the handshake is done
+        (None: presence takes slixmpp's path, where nothing handles it).
     """
 
     def __init__(
@@ -105,6 +122,7 @@ class GatewayComponent(ComponentXMPP):
         port: int,
         *,
         message_sink: Callable[[ET.Element], None],
+        presence_sink: Callable[[ET.Element], None] | None = None,
     ) -> None:
         super().__init__(jid, secret, host, port)  # type: ignore[no-untyped-call]
         self._guard = RestrictedXmlGuard()
@@ -112,6 +130,8 @@ class GatewayComponent(ComponentXMPP):
         self._failed = False
         self._footer_sent = False
         self._message_sink = message_sink
+        self._quickack_sock: Any = None
+        self._presence_sink = presence_sink
         # XEP-0199 pings from the edge replace slixmpp's whitespace keepalive.
         self.whitespace_keepalive = False
         for name in ("IM", "IMError", "Presence"):
@@ -131,6 +151,13 @@ class GatewayComponent(ComponentXMPP):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError as exc:  # not a TCP socket (e.g. a Unix socket in a test)
                 log.debug("TCP_NODELAY not set: %s", exc)
+        # asyncio's selector transports read up to ``max_size`` bytes per readiness event
+        # (256 KiB by default, about a thousand message stanzas, i.e. a few hundred ms of
+        # work handed over in one callback while the SIP socket waits). A smaller read keeps
+        # the two sides interleaved; transports without the attribute are left alone.
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = MAX_READ_BYTES
+        self._quickack_sock = sock if _TCP_QUICKACK is not None else None
         super().connection_made(transport, send_event)
 
     def init_parser(self) -> None:
@@ -144,6 +171,15 @@ class GatewayComponent(ComponentXMPP):
         self.sessionstarted = False
 
     def data_received(self, data: bytes | str) -> None:
+        sock = self._quickack_sock
+        if sock is not None:
+            # Linux leaves quick-ACK mode on its own; re-arm it after every read so that a
+            # server with Nagle's algorithm on (Prosody's default) never waits for our
+            # delayed ACK (up to 40 ms) before sending the next stanza.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                self._quickack_sock = None
         if self._failed:
             return  # the stream was closed with an error; the socket is closing
         if self.parser is None:
@@ -239,5 +275,11 @@ class GatewayComponent(ComponentXMPP):
                 self._message_sink(xml)
             else:
                 log.warning("message stanza before the handshake completed: dropped")
+            return
+        if self._presence_sink is not None and xml.tag in PRESENCE_TAGS:
+            if self.sessionstarted:
+                self._presence_sink(xml)
+            else:
+                log.warning("presence stanza before the handshake completed: dropped")
             return
         super()._spawn_event(xml)
