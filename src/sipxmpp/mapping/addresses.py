@@ -130,6 +130,18 @@ JID_PART_MAX_BYTES: Final = 1023
 #: it is refused with 414 (RFC 3261 §21.4.12) before any parsing work is done.
 MAX_URI_CHARS: Final = 10_240
 
+#: Address mappings a :class:`DomainMap` remembers (SIP URI -> JID and JID -> SIP URI,
+#: successes only). Mapping one address costs tens of microseconds (URI parsing, UTF-8 and
+#: XEP-0106 escaping, the RFC 7622 checks of every part), and pager-mode traffic names the
+#: same few thousand users over and over, so this is the largest single saving on the
+#: gateway's per-message path. The oldest entry is dropped first; with
+#: :data:`MAX_MEMO_KEY_CHARS` the table stays under ~10 MB however hostile the input.
+MAX_MEMO_ENTRIES: Final = 4096
+
+#: Longest input (all string arguments together) whose mapping is remembered; longer,
+#: rarer addresses are mapped every time, so memory stays bounded.
+MAX_MEMO_KEY_CHARS: Final = 512
+
 #: The URI schemes the parser understands (RFC 3261 §19.1, RFC 3860, RFC 3859, RFC 3966).
 URI_SCHEMES: Final = frozenset({"sip", "sips", "im", "pres", "tel"})
 
@@ -967,12 +979,21 @@ class DomainMap:
     constructor refuses (``LocalMappingError``) tables that would make routing ambiguous:
     two SIP domains on one component domain, two XMPP domains under one SIP name, or a
     component domain that is also listed as an XMPP users' domain.
+
+    The four per-message methods (``sip_target_to_jid``, ``sip_sender_to_jid``,
+    ``xmpp_target_to_sip``, ``xmpp_sender_to_sip``) remember their successful results for
+    string arguments (:data:`MAX_MEMO_ENTRIES`): they are pure functions of the arguments
+    and the (immutable) tables, and their results are frozen, so a remembered result is
+    the one a fresh computation would give. Refusals are computed every time.
     """
 
     sip_domains: Mapping[str, str]
     xmpp_domains: Mapping[str, str]
     _component_to_sip: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _sip_alias_to_xmpp: Mapping[str, str] = field(init=False, repr=False, compare=False)
+    _memo: dict[tuple[str, str, str | None], Jid | SipUri] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         sip = _frozen_domain_table(self.sip_domains, "sip_domains")
@@ -998,6 +1019,15 @@ class DomainMap:
         object.__setattr__(self, "xmpp_domains", xmpp)
         object.__setattr__(self, "_component_to_sip", MappingProxyType(component_to_sip))
         object.__setattr__(self, "_sip_alias_to_xmpp", MappingProxyType(alias_to_xmpp))
+        object.__setattr__(self, "_memo", {})
+
+    def _remember(self, key: tuple[str, str, str | None], result: Jid | SipUri) -> None:
+        if len(key[1]) + len(key[2] or "") > MAX_MEMO_KEY_CHARS:
+            return
+        memo = self._memo
+        if len(memo) >= MAX_MEMO_ENTRIES:
+            del memo[next(iter(memo))]  # dicts keep insertion order: the oldest goes
+        memo[key] = result
 
     def __hash__(self) -> int:
         return hash((frozenset(self.sip_domains.items()), frozenset(self.xmpp_domains.items())))
@@ -1018,6 +1048,17 @@ class DomainMap:
         for a malformed/overlong/unknown-scheme URI. A ``;gr=`` of a public GRUU selects
         the resource (RFC 7247 §6.4 step 8): that is how a reply reaches one client.
         """
+        if isinstance(request_uri, str):
+            key = ("target", request_uri, to_uri)
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._sip_target_to_jid(request_uri, to_uri)
+                self._remember(key, hit)
+            assert isinstance(hit, Jid)
+            return hit
+        return self._sip_target_to_jid(request_uri, to_uri)
+
+    def _sip_target_to_jid(self, request_uri: str | SipUri, to_uri: str | None) -> Jid:
         refuse_sips(request_uri, to_uri)
         uri = _as_uri(request_uri)
         if uri.scheme == "tel":
@@ -1037,6 +1078,17 @@ class DomainMap:
         RFC 8048 §8.1), the From is a temporary GRUU or a tel: URI, or the user part has
         no XMPP form; 400/414 for a malformed/overlong URI.
         """
+        if isinstance(from_uri, str):
+            key = ("sender", from_uri, contact_uri)
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._sip_sender_to_jid(from_uri, contact_uri)
+                self._remember(key, hit)
+            assert isinstance(hit, Jid)
+            return hit
+        return self._sip_sender_to_jid(from_uri, contact_uri)
+
+    def _sip_sender_to_jid(self, from_uri: str | SipUri, contact_uri: str | None) -> Jid:
         try:
             uri = _as_uri(from_uri)
         except MappingRefused as exc:
@@ -1085,7 +1137,17 @@ class DomainMap:
         ``jid-malformed`` for a bad JID, ``remote-server-not-found`` if the domain is none
         of our component domains, ``item-not-found`` for the bare component domain.
         """
-        jid = to_jid if isinstance(to_jid, Jid) else Jid.parse(to_jid)
+        if isinstance(to_jid, str):
+            key = ("xmpp-target", to_jid, None)
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._xmpp_target_to_sip(Jid.parse(to_jid))
+                self._remember(key, hit)
+            assert isinstance(hit, SipUri)
+            return hit
+        return self._xmpp_target_to_sip(to_jid)
+
+    def _xmpp_target_to_sip(self, jid: Jid) -> SipUri:
         sip_domain = self._component_to_sip.get(_norm_domain(jid.domain))
         if sip_domain is None:
             raise _stanza_refused(
@@ -1105,7 +1167,17 @@ class DomainMap:
         Refusals: ``jid-malformed``; ``not-allowed`` if the sender's domain is not one
         the gateway serves (no open relay, RFC 8048 §8.1).
         """
-        jid = from_jid if isinstance(from_jid, Jid) else Jid.parse(from_jid)
+        if isinstance(from_jid, str):
+            key = ("xmpp-sender", from_jid, None)
+            hit = self._memo.get(key)
+            if hit is None:
+                hit = self._xmpp_sender_to_sip(Jid.parse(from_jid))
+                self._remember(key, hit)
+            assert isinstance(hit, SipUri)
+            return hit
+        return self._xmpp_sender_to_sip(from_jid)
+
+    def _xmpp_sender_to_sip(self, jid: Jid) -> SipUri:
         sip_domain = self.xmpp_domains.get(_norm_domain(jid.domain))
         if sip_domain is None:
             raise _stanza_refused(

@@ -125,12 +125,32 @@ def _header_text(text: str) -> str:
     return " ".join(cleaned.split())
 
 
+#: Content-Type values whose parse is remembered: a few spellings ("text/plain;charset=UTF-8")
+#: make up nearly all traffic, and the regex parse costs more than the rest of the body
+#: mapping. Values up to :data:`_CONTENT_TYPE_MEMO_CHARS` long only, so memory is bounded.
+_CONTENT_TYPE_MEMO_SIZE: Final = 256
+_CONTENT_TYPE_MEMO_CHARS: Final = 128
+_content_type_memo: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {}
+
+
 def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     """Split a Content-Type into lower-case ``type/subtype`` and its parameters.
 
     Parameter names are lower-cased, quoted values unquoted. Raises
     :class:`~sipxmpp.mapping.model.MappingRefused` 400 if the value is not a media type.
     """
+    hit = _content_type_memo.get(value)
+    if hit is not None:
+        return hit[0], dict(hit[1])  # a fresh dict: the caller may change it
+    media, params = _parse_content_type(value)
+    if len(value) <= _CONTENT_TYPE_MEMO_CHARS:
+        if len(_content_type_memo) >= _CONTENT_TYPE_MEMO_SIZE:
+            _content_type_memo.clear()
+        _content_type_memo[value] = (media, tuple(params.items()))
+    return media, params
+
+
+def _parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     media_part, _, rest = value.partition(";")
     match = _MEDIA_RE.fullmatch(media_part)
     if match is None:

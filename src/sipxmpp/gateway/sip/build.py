@@ -36,6 +36,9 @@ _RESERVED_REQUEST = frozenset(
 )
 _RESERVED_RESPONSE = frozenset({"Via", "From", "To", "Call-ID", "CSeq", "Content-Length"})
 
+# Fields a response copies from the request's first occurrence, in this order (§8.2.6.2).
+_COPIED_ONCE = ("From", "To", "Call-ID", "CSeq")
+
 _CLASS_REASONS = {
     1: "Trying",
     2: "OK",
@@ -107,8 +110,22 @@ def make_response(
     extra = _extra_headers(headers, _RESERVED_RESPONSE)
     if body and not any(name == "Content-Type" for name, _ in extra):
         raise LocalSipError("a body needs a Content-Type (RFC 3261 §20.15)")
-    src = request.headers
-    to_value = src.get("To")
+    # One pass over the request's fields (names are canonical in Headers) instead of a
+    # lookup per copied field: this runs for every request the gateway answers.
+    vias: list[str] = []
+    first: dict[str, str] = {}
+    timestamps: list[str] = []
+    record_routes: list[str] = []
+    for name, value in request.headers.items:
+        if name == "Via":
+            vias.append(value)
+        elif name in _COPIED_ONCE:
+            first.setdefault(name, value)
+        elif name == "Timestamp":
+            timestamps.append(value)
+        elif name == "Record-Route":
+            record_routes.append(value)
+    to_value = first.get("To")
     initial = False  # the request is outside a dialog (its To has no tag)
     if to_value is not None:
         try:
@@ -127,16 +144,15 @@ def make_response(
             to_value = f"{to_value};tag={to_tag}"
     # Copy what the request has: a malformed request may lack some of these, and the
     # answer to it (RFC 4475 §3.3.1) is still best sent.
-    out: list[tuple[str, str]] = [("Via", v) for v in src.get_lines("Via")]
-    out += [("From", v) for v in src.get_lines("From")[:1]]
-    if to_value is not None:
-        out.append(("To", to_value))
-    out += [("Call-ID", v) for v in src.get_lines("Call-ID")[:1]]
-    out += [("CSeq", v) for v in src.get_lines("CSeq")[:1]]
+    out: list[tuple[str, str]] = [("Via", v) for v in vias]
+    for name in _COPIED_ONCE:
+        copied = to_value if name == "To" else first.get(name)
+        if copied is not None:
+            out.append((name, copied))
     if status == 100:
-        out += [("Timestamp", v) for v in src.get_lines("Timestamp")]
+        out += [("Timestamp", v) for v in timestamps]
     elif 101 <= status <= 299 and initial and request.method in DIALOG_CREATING_METHODS:
-        out += [("Record-Route", v) for v in src.get_lines("Record-Route")]
+        out += [("Record-Route", v) for v in record_routes]
     out += extra
     return Response(status, reason, Headers(tuple(out)), body)
 

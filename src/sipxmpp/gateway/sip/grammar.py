@@ -689,7 +689,8 @@ class NameAddr:
             value is not None and not (is_token(value) or _QUOTED_RE.fullmatch(value))
         ):
             raise LocalSipError(f"bad header parameter {name!r}={value!r}")
-        return replace(self, params=_set_param(self.params, name, value))
+        # The constructor, not dataclasses.replace(): several times cheaper per message.
+        return NameAddr(self.uri, self.display_name, _set_param(self.params, name, value))
 
     def with_tag(self, tag: str) -> NameAddr:
         """A copy carrying ``;tag=tag`` (replacing any tag)."""
@@ -815,7 +816,11 @@ class Via:
     def with_param(self, name: str, value: str | None = None) -> Via:
         if not is_token(name) or (value is not None and not _valid_gen_value(value)):
             raise LocalSipError(f"bad Via parameter {name!r}={value!r}")
-        return replace(self, params=_set_param(self.params, name, value))
+        return self._with_params(_set_param(self.params, name, value))
+
+    def _with_params(self, params: Params) -> Via:
+        # The constructor, not dataclasses.replace(): several times cheaper per message.
+        return Via(self.transport, self.host, self.port, params, self.protocol)
 
     def with_received(self, host: str, port: int) -> Via:
         """The Via a server keeps after receiving a request from ``host``:``port``.
@@ -826,12 +831,30 @@ class Via:
         equals sent-by.
         """
         params = self.params
+        # The usual request (RFC 3581 clients): one valueless rport and no received yet.
+        # Same result as the general path below, in one pass over the parameters.
+        rport_at = -1
+        for i, (k, v) in enumerate(params):
+            low = k.lower()
+            if low == "rport":
+                if rport_at != -1 or v is not None:
+                    rport_at = -2
+                    break
+                rport_at = i
+            elif low == "received":
+                rport_at = -2
+                break
+        if rport_at >= 0:
+            fast = list(params)
+            fast[rport_at] = ("rport", str(port))
+            fast.append(("received", _bare_address(host)))
+            return self._with_params(tuple(fast))
         rport_requested = _has_param(params, "rport") and _get_param(params, "rport") is None
         if rport_requested:
             params = _set_param(params, "rport", str(port))
         if rport_requested or not _same_address(self.host, host):
             params = _set_param(params, "received", _bare_address(host))
-        return replace(self, params=params)
+        return self._with_params(params)
 
 
 def _bare_address(host: str) -> str:
@@ -839,6 +862,7 @@ def _bare_address(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def _same_address(sent_by_host: str, source: str) -> bool:
     """True when sent-by's host is an IP literal equal to the source address."""
     try:

@@ -16,7 +16,8 @@ RFC 3261 requirements the generators satisfy:
 
 from __future__ import annotations
 
-import secrets
+import os
+import weakref
 from typing import Protocol
 
 __all__ = ["IdGenerator", "RandomIds", "MAGIC_COOKIE", "MAX_TOKEN_BITS"]
@@ -53,21 +54,59 @@ class IdGenerator(Protocol):
         ...
 
 
-class RandomIds:
-    """:class:`IdGenerator` backed by :mod:`secrets` (cryptographically random)."""
+#: Bytes drawn from the operating system's CSPRNG at a time. Every relayed message needs two
+#: or three identifiers; one ``getrandom`` call per identifier is a system call each, this
+#: buffer makes it one per ~200 identifiers. The bytes are the same ``os.urandom`` output
+#: :mod:`secrets` uses, handed out once each; a forked child starts with an empty buffer.
+_RANDOM_BUFFER_BYTES = 4096
 
-    __slots__ = ()
+# Every live RandomIds, so that a fork can empty their buffers (a child must never hand out
+# the identifiers its parent also hands out).
+_generators: weakref.WeakSet[RandomIds] = weakref.WeakSet()
+
+
+class RandomIds:
+    """:class:`IdGenerator` backed by the OS CSPRNG (``os.urandom``, as :mod:`secrets`)."""
+
+    __slots__ = ("_buffer", "_offset", "__weakref__")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+        _generators.add(self)
+
+    def _hex(self, nbytes: int) -> str:
+        offset = self._offset
+        end = offset + nbytes
+        if end > len(self._buffer):
+            self._buffer = os.urandom(max(_RANDOM_BUFFER_BYTES, nbytes))
+            offset, end = 0, nbytes
+        self._offset = end
+        return self._buffer[offset:end].hex()
+
+    def _forget(self) -> None:
+        self._buffer = b""
+        self._offset = 0
 
     def branch(self) -> str:
-        return MAGIC_COOKIE + secrets.token_hex(_BRANCH_BYTES)
+        return MAGIC_COOKIE + self._hex(_BRANCH_BYTES)
 
     def tag(self) -> str:
-        return secrets.token_hex(_TAG_BYTES)
+        return self._hex(_TAG_BYTES)
 
     def call_id(self) -> str:
-        return secrets.token_hex(_CALL_ID_BYTES)
+        return self._hex(_CALL_ID_BYTES)
 
     def token(self, nbits: int = 64) -> str:
         if not 1 <= nbits <= MAX_TOKEN_BITS:
             raise ValueError(f"token size must be 1..{MAX_TOKEN_BITS} bits, not {nbits}")
-        return secrets.token_hex((nbits + 7) // 8)
+        return self._hex((nbits + 7) // 8)
+
+
+def _after_fork_in_child() -> None:
+    for generator in list(_generators):
+        generator._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -260,7 +260,8 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The value of the first field named ``name``, or None."""
-        cname = canonical_name(name)
+        # The cache lookup inlined: this runs a dozen times per message.
+        cname = _canonical_cache.get(name) or canonical_name(name)
         for k, v in self.items:
             if k == cname:
                 return v

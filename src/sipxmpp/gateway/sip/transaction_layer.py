@@ -221,7 +221,10 @@ def response_target(via: Via, source: TransportAddress) -> TransportAddress:
         return TransportAddress(transport, maddr, via.port or default)
     if received is not None:
         # RFC 3581 §4: with rport filled in, answer the source port.
-        return TransportAddress(transport, received, via.rport or via.port or default)
+        port = via.rport or via.port or default
+        if received == source.host and port == source.port and source.peer_identity is None:
+            return source  # the usual case: no new object per request
+        return TransportAddress(transport, received, port)
     return TransportAddress(transport, via.host, via.port or default)
 
 

@@ -7,12 +7,15 @@ its connection (design practice 13):
 
 1. bytes arrive -> ``core.receive_datagram`` / ``core.receive_stream_data`` with
    ``now = loop.time()`` and a :class:`TransportAddress` naming the source (for streams:
-   the connection id and the peer's verified TLS identity);
-2. :meth:`SipTransportManager.transmit` runs: ``core.data_to_send()`` is written out,
-   ``core.close_connections()`` is honoured, the single ``loop.call_at`` timer is re-armed
-   for ``core.next_deadline()``, and ``on_activity()`` tells the runtime to drain
-   ``core.next_event()``. The runtime calls :meth:`transmit` again after it drove the core
-   itself (``send_request``/``send_response``).
+   the connection id and the peer's verified TLS identity); UDP datagrams come in batches
+   (everything queued on the socket when it became readable, see ``sip_udp``), all fed with
+   one ``now``;
+2. :meth:`SipTransportManager.transmit` runs, once per read or batch: ``core.data_to_send()``
+   is written out, ``core.close_connections()`` is honoured, the single ``loop.call_at``
+   timer is re-armed for ``core.next_deadline()`` (firing up to :data:`TIMER_SLACK` late,
+   so that one wakeup serves all the deadlines close together), and ``on_activity()`` tells
+   the runtime to drain ``core.next_event()``. The runtime calls :meth:`transmit` again
+   after it drove the core itself (``send_request``/``send_response``).
 
 Where bytes go (the decision is the core's, RFC 3261 §18.2.2; the edge carries it out):
 
@@ -79,6 +82,18 @@ STOP_GRACE = 1.0
 #: more would mean a feedback loop between runtime and core, which is logged and cut.
 MAX_TRANSMIT_ROUNDS = 64
 
+#: How late the core's timer may fire, in seconds. Under load every transaction has its
+#: own deadline (Timer J/K, Timer E...), spread a fraction of a millisecond apart; firing
+#: exactly at each would cost one event-loop wakeup per transaction. With this slack one
+#: wakeup serves every deadline within 10 ms. RFC 3261 timers are multiples of T1 (500 ms),
+#: so 10 ms late is well inside the tolerance a retransmission or timeout has anyway.
+TIMER_SLACK = 0.010
+
+#: Destination hosts whose "IP literal of which family, or a name" answer is kept, so that
+#: sending a datagram does not parse the address every time. A gateway sends to a few next
+#: hops; the bound only matters for a flood of distinct Via hosts (the table is reset).
+MAX_CACHED_HOSTS = 1024
+
 StreamTransport = Literal["tcp", "tls"]
 
 
@@ -134,6 +149,8 @@ class SipTransportManager:
         self._bound: dict[str, tuple[str, int]] = {}
         self._udp: SipDatagramProtocol | None = None
         self._udp_family: socket.AddressFamily | None = None
+        #: host (brackets stripped) -> its address family, or None for a host name.
+        self._host_family: dict[str, socket.AddressFamily | None] = {}
         self._servers: list[asyncio.Server] = []
         self._conns: dict[int, SipStreamConnection] = {}
         self._pool: dict[tuple[str, str, int], list[SipStreamConnection]] = {}
@@ -141,7 +158,9 @@ class SipTransportManager:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending_resolutions = 0
         self._timer: asyncio.TimerHandle | None = None
+        #: The core deadline the timer serves, and when it fires (deadline + TIMER_SLACK).
         self._timer_at: float | None = None
+        self._timer_fires: float = 0.0
         self._flushing = False
         self._flush_again = False
         self._started = False
@@ -214,7 +233,9 @@ class SipTransportManager:
             self._core = self._core_factory(dict(self._bound))
             # 3. Serve.
             if udp_sock is not None:
-                proto = SipDatagramProtocol(self._on_datagram, limits.write_buffer_limit)
+                proto = SipDatagramProtocol(
+                    self._on_datagrams, limits.write_buffer_limit, sock=udp_sock
+                )
                 await loop.create_datagram_endpoint(lambda: proto, sock=udp_sock)
                 self._udp = proto
                 udp_sock = None
@@ -371,12 +392,14 @@ class SipTransportManager:
                 self._timer = None
                 self._timer_at = None
             return
-        if self._timer is not None and self._timer_at == deadline:
-            return
-        if self._timer is not None:
+        timer_at = self._timer_at
+        if self._timer is not None and timer_at is not None:
+            if timer_at <= deadline <= self._timer_fires:
+                return  # the armed timer fires late enough for this deadline too
             self._timer.cancel()
         self._timer_at = deadline
-        self._timer = self._loop.call_at(deadline, self._on_timer)
+        self._timer_fires = deadline + TIMER_SLACK
+        self._timer = self._loop.call_at(self._timer_fires, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -397,12 +420,19 @@ class SipTransportManager:
 
     # ------------------------------------------------------------------ receiving
     def _on_datagram(self, data: bytes, source: TransportAddress) -> None:
-        if self._stopping or self._core is None:
+        self._on_datagrams([(data, source)])
+
+    def _on_datagrams(self, batch: list[tuple[bytes, TransportAddress]]) -> None:
+        """A batch of datagrams read together: all go into the core, then one transmit."""
+        core = self._core
+        if self._stopping or core is None:
             return
-        try:
-            self._core.receive_datagram(data, source, self._now())
-        except Exception:
-            log.exception("SIP core failed on a datagram from %s:%d", source.host, source.port)
+        now = self._now()
+        for data, source in batch:
+            try:
+                core.receive_datagram(data, source, now)
+            except Exception:
+                log.exception("SIP core failed on a datagram from %s:%d", source.host, source.port)
         self.transmit()
 
     def stream_data(self, conn: SipStreamConnection, data: bytes) -> None:
@@ -528,8 +558,15 @@ class SipTransportManager:
             self._transport_error(dest)
             return
         host = dest.host.strip("[]")
-        if _is_ip_literal(host):
-            if _family_of(host) != self._udp_family:
+        try:
+            family = self._host_family[host]
+        except KeyError:
+            family = _family_of(host) if _is_ip_literal(host) else None
+            if len(self._host_family) >= MAX_CACHED_HOSTS:
+                self._host_family.clear()
+            self._host_family[host] = family
+        if family is not None:
+            if family != self._udp_family:
                 log.warning("UDP destination %s has another address family; dropped", host)
                 self._transport_error(dest)
                 return

@@ -32,6 +32,7 @@ protocol: :class:`AiodnsClient` is the real one; tests can point it at a local r
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import random
@@ -181,6 +182,13 @@ def _normalise_name(name: str) -> str:
     return name.strip().lower().rstrip(".")
 
 
+#: Hosts whose "is it an IP literal" answer is remembered: the outbound proxy or next hop
+#: is looked at for every relayed message, and parsing an address costs more than the rest
+#: of the static path.
+IP_LITERAL_CACHE_SIZE = 1024
+
+
+@functools.lru_cache(maxsize=IP_LITERAL_CACHE_SIZE)
 def _ip_literal(host: str) -> str | None:
     try:
         return str(ipaddress.ip_address(host.strip("[]")))

@@ -19,6 +19,14 @@ no ``from``                    dropped and logged: it can be neither mapped nor 
 
 At most :data:`MAX_IN_FLIGHT_MESSAGES` handler tasks run at once; beyond that a message is
 answered ``resource-constraint`` (type ``wait``, RFC 6120 §8.3.3.18) instead of queued.
+
+Handlers start eagerly (what Python 3.12 calls an eager task): the handler coroutine runs
+at once, inside the stream's data callback, up to its first real suspension. Most messages
+never suspend (the next hop is known, the SIP request is handed to the core and the handler
+returns), so they cost no Task, no extra loop iteration and no done-callback. A handler
+that does suspend (a DNS lookup) continues in a Task from where it stopped, and counts
+against :data:`MAX_IN_FLIGHT_MESSAGES` from then on. Messages are thus also handed to the
+runtime in stream order.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Coroutine
 from typing import Any
 
 from slixmpp.exceptions import XMPPError
@@ -100,8 +109,16 @@ class MessageDispatcher:
         else:
             self._spawn(self._deliver(xml, msg))
 
-    def _spawn(self, coro: Any) -> None:
-        task = self._loop.create_task(coro)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` now up to its first suspension; only then give it a Task."""
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return  # finished without suspending: the common case
+        except Exception:  # _deliver/_deliver_error catch what a handler raises; be safe
+            log.exception("message handler failed")
+            return
+        task = self._loop.create_task(_resume(coro, waiting_on))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -135,3 +152,30 @@ class MessageDispatcher:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _resume(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    """Drive a coroutine that :meth:`MessageDispatcher._spawn` started, from its suspension.
+
+    A coroutine suspended in ``await future`` has yielded that future (asyncio's
+    ``Future.__await__``) and continues, reading the future's result itself, when sent
+    ``None`` after the future is done; a bare ``yield`` (``asyncio.sleep(0)``) yields
+    ``None``. This is what ``asyncio.Task`` does step by step; cancelling the Task running
+    this cancels the awaited future, so the coroutine sees ``CancelledError`` where it waits.
+    """
+    while True:
+        if waiting_on is None:
+            await asyncio.sleep(0)
+        else:
+            waiting_on._asyncio_future_blocking = False
+            try:
+                await asyncio.wait((waiting_on,))
+            except asyncio.CancelledError:
+                waiting_on.cancel()
+                if not waiting_on.cancelled():  # it was done already: cancel the coroutine
+                    waiting_on = coro.throw(asyncio.CancelledError())
+                    continue
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
