@@ -56,7 +56,9 @@ IN_CASES: list[tuple[str, str, XmppMessage]] = [
         "headline without body",
         "<message from='a@x' to='b@sip.example.test' type='headline'>"
         "<active xmlns='http://jabber.org/protocol/chatstates'/></message>",
-        XmppMessage(from_jid="a@x", to_jid="b@sip.example.test", type="headline"),
+        XmppMessage(
+            from_jid="a@x", to_jid="b@sip.example.test", type="headline", chat_state="active"
+        ),
     ),
     (
         "empty body is the empty string",

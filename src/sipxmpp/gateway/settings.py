@@ -30,6 +30,7 @@ __all__ = [
     "SipDomain",
     "XmppDomain",
     "ImSettings",
+    "ChatSettings",
     "PresenceSettings",
     "DEFAULT_PRESENCE_STORE_URL",
     "ProvisioningSettings",
@@ -208,6 +209,84 @@ class ImSettings(_Frozen):
         gt=0,
         description="Seconds during which an XMPP error for a relayed SIP MESSAGE is still reported to the SIP sender.",
     )
+
+
+class ChatSettings(_Frozen):
+    """Session-mode IM: MSRP chat sessions (RFC 4975) <-> XMPP ``type='chat'`` (RFC 7573)."""
+
+    enabled: bool = Field(
+        False,
+        description="Carry XMPP chats to SIP users as MSRP sessions (INVITE + MSRP) and accept incoming "
+        "MSRP chat INVITEs for XMPP users. Off: chats go in pager mode (SIP MESSAGE).",
+    )
+    listen_host: str = Field("127.0.0.1", description="Address the MSRP listeners bind to.")
+    tcp_port: int | None = Field(
+        0, ge=0, le=65535, description="MSRP over TCP (msrp:) listener port; 0 = any free port."
+    )
+    tls_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="MSRP over TLS (msrps:) listener port, with the [sip.tls] certificate; unset = no TLS listener.",
+    )
+    public_host: str | None = Field(
+        None,
+        description="Host written in our a=path URIs if not the bound address (RFC 6135 §4.2.2).",
+    )
+    max_message_size: int = Field(
+        128 * 1024,
+        ge=1024,
+        description="Largest MSRP message accepted, advertised as a=max-size; larger ones get 413 "
+        "(RFC 7573 §8: no larger than the XMPP stanza limit).",
+    )
+    xmpp_stanza_limit: int = Field(
+        256 * 1024,
+        ge=10_000,
+        description="The XMPP server's stanza size limit (Prosody's default is 256 KiB); max_message_size "
+        "must not exceed it (RFC 7573 §8; RFC 6120 §13.12 guarantees at least 10,000 bytes).",
+    )
+    inactivity_timeout: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds without messages or chat states after which a session is ended with a BYE "
+        "(XMPP chats never end; XEP-0085 §5.1 suggests about ten minutes).",
+    )
+    max_sessions: int = Field(1000, ge=1, description="Chat sessions at once (whole gateway).")
+    max_sessions_per_peer: int = Field(
+        64,
+        ge=1,
+        description="MSRP sessions towards one peer host (RFC 4975 §5.4 connection sharing).",
+    )
+    max_queued_messages: int = Field(
+        64,
+        ge=1,
+        description="XMPP messages held per session while it is being set up; beyond it they are refused "
+        "with <resource-constraint/>.",
+    )
+    failure_report: Literal["no", "partial"] = Field(
+        "no",
+        description="Failure-Report of the SENDs the gateway makes: 'no' per RFC 7573 §7; 'partial' asks the "
+        "peer for negative responses, which come back to the XMPP sender as stanza errors.",
+    )
+    wrap_cpim: bool = Field(
+        True,
+        description="Offer message/cpim (RFC 3862) in a=accept-types and use it towards peers that accept "
+        "only wrapped text.",
+    )
+    setup_timeout: float = Field(
+        40.0,
+        gt=0,
+        description="Seconds an XMPP-initiated session may take to be answered and bound before its queued "
+        "messages are returned as errors.",
+    )
+
+    @model_validator(mode="after")
+    def _size_fits_xmpp(self) -> ChatSettings:
+        if self.max_message_size > self.xmpp_stanza_limit:
+            raise ValueError(
+                "chat.max_message_size must not exceed chat.xmpp_stanza_limit (RFC 7573 §8)"
+            )
+        return self
 
 
 #: Where presence state lives unless ``presence.store_url`` says otherwise: the usual place of
@@ -537,6 +616,9 @@ class Settings(_Frozen):
     xmpp: XmppSettings = Field(..., description="XMPP side.")
     domains: DomainSettings = Field(default_factory=DomainSettings, description="Domain mapping.")
     im: ImSettings = Field(default_factory=ImSettings, description="Pager-mode IM.")
+    chat: ChatSettings = Field(
+        default_factory=ChatSettings, description="Session-mode IM (MSRP chat sessions)."
+    )
     presence: PresenceSettings = Field(
         default_factory=PresenceSettings, description="Presence federation."
     )

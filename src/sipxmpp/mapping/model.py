@@ -65,6 +65,13 @@ class XmppMessage:
     #: XEP-0071 XHTML-IM: the serialized ``<body xmlns='http://www.w3.org/1999/xhtml'>``.
     xhtml: str | None = None
     error: StanzaError | None = None
+    #: XEP-0085 chat state: the local name of the ``http://jabber.org/protocol/chatstates``
+    #: child (``active``, ``composing``, ``paused``, ``inactive`` or ``gone``), if any.
+    chat_state: str | None = None
+    #: XEP-0184 §5.1: the sender asks for a delivery receipt (``<request/>``).
+    receipt_request: bool = False
+    #: XEP-0184 §5.1: this stanza is a receipt (``<received id='...'/>``) for that stanza id.
+    receipt_for: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from sipxmpp.gateway.runtime.bridge import NextHopError, PagerBridge
+from sipxmpp.gateway.runtime.chat import ChatService
 from sipxmpp.gateway.runtime.dispatch import SipDispatcher, SipSender
+from sipxmpp.gateway.runtime.gcpolicy import GcPolicy
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.runtime.presence import PresenceService, build_layer, open_presence_store
 from sipxmpp.gateway.runtime.provisioning import ProvisioningService
@@ -99,6 +101,7 @@ class Gateway:
             )
             if on
         ]
+        self._gc = GcPolicy()
         #: Built in :meth:`start`: aiodns needs the running event loop.
         self.resolver: SipResolver | None = None
         self._dns: AiodnsClient | None = None
@@ -122,6 +125,18 @@ class Gateway:
             domains=self.domains,
             ids=self.ids,
         )
+        #: Session-mode IM (RFC 7573, MSRP); its listeners open in :meth:`start`.
+        self.chat: ChatService | None = None
+        if settings.chat.enabled:
+            self.chat = ChatService(
+                settings=settings,
+                domains=self.domains,
+                xmpp=_LateXmpp(self),
+                pager=self.bridge,
+                resolve=self._next_hop,
+                ids=self.ids,
+                peer_policy=lambda domain: self.provisioning.peer(domain),
+            )
         self.xmpp = XmppEdge(
             XmppEdgeConfig(
                 component_jid=x.component_jid,
@@ -133,7 +148,7 @@ class Gateway:
                 keepalive_interval=x.keepalive_interval,
                 keepalive_timeout=x.keepalive_timeout,
             ),
-            XmppRouter(self.bridge, self.presence),
+            XmppRouter(self.bridge, self.presence, self.chat),
         )
         # Pager-mode IM (RFC 7572) and the gateway's own OPTIONS answer (RFC 3261 §11).
         self.sip_dispatch = SipDispatcher(default=self.bridge)
@@ -142,6 +157,10 @@ class Gateway:
             # The layer's own requests come back through build_layer's OwnedEndpoint.
             self.sip_dispatch.route_method("SUBSCRIBE", self.presence)
             self.sip_dispatch.route_method("NOTIFY", self.presence)
+        if self.chat is not None:
+            # The INVITE layer's own requests come back through its OwnedEndpoint.
+            for method in ("INVITE", "ACK", "CANCEL", "BYE"):
+                self.sip_dispatch.route_method(method, self.chat)
         # Capability provisioning: OPTIONS (with the document when asked), HTTP(S), disco
         # and caps, and the peers' parameters the pager path acts on.
         self.provisioning = ProvisioningService(
@@ -217,17 +236,24 @@ class Gateway:
                 ),
                 self.presence_store,
             )
+        if self.chat is not None:
+            assert self.endpoint is not None
+            await self.chat.start(self.endpoint, self.sip_dispatch, self.transport.transmit)
         await self.xmpp.start()
         try:
             await self.provisioning.start()
         except BaseException:  # e.g. an HTTP port in use: release what is already running
             await self.stop()
             raise
+        self._gc.start()
         log.info("gateway.started", extra=kv(component=self.settings.xmpp.component_jid))
 
     async def stop(self) -> None:
+        self._gc.stop()
         await self.provisioning.stop()
         await self.xmpp.stop()
+        if self.chat is not None:
+            await self.chat.stop()
         if self.presence is not None:
             await self.presence.stop()
         if self.presence_store is not None:

@@ -75,6 +75,13 @@ _HTML_TAG = "{" + NS_XHTML_IM + "}html"
 _XHTML_BODY_TAG = "{" + NS_XHTML + "}body"
 _STANZAS_TEXT_TAG = "{" + NS_STANZAS + "}text"
 _STANZAS_PREFIX = "{" + NS_STANZAS + "}"
+#: XEP-0085 chat states and XEP-0184 receipts (RFC 7573 §6-§7 map them to MSRP).
+NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+NS_RECEIPTS = "urn:xmpp:receipts"
+_CHATSTATE_PREFIX = "{" + NS_CHATSTATES + "}"
+_CHAT_STATES = frozenset({"active", "composing", "paused", "inactive", "gone"})
+_RECEIPT_REQUEST_TAG = "{" + NS_RECEIPTS + "}request"
+_RECEIPT_RECEIVED_TAG = "{" + NS_RECEIPTS + "}received"
 
 #: Deepest XHTML-IM element nesting serialized. Real formatting nests a handful of levels
 #: (XEP-0071's recommended profile has no block nesting beyond lists); the bound keeps the
@@ -172,6 +179,9 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
     thread: str | None = None
     error_el: ET.Element | None = None
     html_el: ET.Element | None = None
+    chat_state: str | None = None
+    receipt_request = False
+    receipt_for: str | None = None
     for child in xml:
         tag = child.tag
         if tag == body_tag:
@@ -186,6 +196,14 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
                 error_el = child
         elif tag == _HTML_TAG and html_el is None:
             html_el = child
+        elif tag.startswith(_CHATSTATE_PREFIX):
+            name = tag[len(_CHATSTATE_PREFIX) :]
+            if chat_state is None and name in _CHAT_STATES:
+                chat_state = name
+        elif tag == _RECEIPT_REQUEST_TAG:
+            receipt_request = True
+        elif tag == _RECEIPT_RECEIVED_TAG and receipt_for is None:
+            receipt_for = child.get("id") or ""
 
     body_el = _choose(bodies, stanza_lang)
     body = None if body_el is None else (body_el.text or "")
@@ -213,6 +231,9 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
         lang=lang,
         xhtml=xhtml,
         error=stanza_error_from_element(error_el) if mtype == "error" else None,
+        chat_state=chat_state,
+        receipt_request=receipt_request,
+        receipt_for=receipt_for,
     )
 
 
@@ -313,7 +334,7 @@ def message_to_xml(msg: XmppMessage, *, component_domain: str) -> str:
         )
     if (msg.type == "error") != (msg.error is not None):
         raise LocalXmppError("type='error' and an error condition go together (RFC 6120 §8.3)")
-    for field, value in (
+    fields = (
         ("from", msg.from_jid),
         ("to", msg.to_jid),
         ("id", msg.id),
@@ -321,9 +342,13 @@ def message_to_xml(msg: XmppMessage, *, component_domain: str) -> str:
         ("subject", msg.subject),
         ("body", msg.body),
         ("thread", msg.thread),
-    ):
-        if value is not None:
-            _check_chars(field, value)
+    )
+    # One regex pass over all fields (joined by TAB, an XML character); only a message
+    # that fails it is checked field by field, to name the field in the error.
+    if _NOT_XML_CHAR.search("\t".join([value for _, value in fields if value is not None])):
+        for field, value in fields:
+            if value is not None:
+                _check_chars(field, value)
 
     parts = ['<message from="', _escape_attr(msg.from_jid), '" to="', _escape_attr(msg.to_jid), '"']
     if msg.id is not None:
@@ -341,6 +366,15 @@ def message_to_xml(msg: XmppMessage, *, component_domain: str) -> str:
         parts += ["<thread>", _escape_text(msg.thread), "</thread>"]
     if msg.xhtml is not None:
         parts += ['<html xmlns="', NS_XHTML_IM, '">', normalize_xhtml(msg.xhtml), "</html>"]
+    if msg.chat_state is not None:
+        if msg.chat_state not in _CHAT_STATES:
+            raise LocalXmppError(f"unknown chat state {msg.chat_state!r} (XEP-0085 §5)")
+        parts += ["<", msg.chat_state, ' xmlns="', NS_CHATSTATES, '"/>']
+    if msg.receipt_request:
+        parts += ['<request xmlns="', NS_RECEIPTS, '"/>']
+    if msg.receipt_for is not None:
+        _check_chars("receipt id", msg.receipt_for)
+        parts += ['<received xmlns="', NS_RECEIPTS, '" id="', _escape_attr(msg.receipt_for), '"/>']
     if msg.error is not None:
         parts.append(_error_xml(msg.error))
     parts.append("</message>")
