@@ -1309,3 +1309,49 @@ def test_property_random_operations_never_raise_nor_leak(
     assert pair.a.transaction_count == 0 and pair.b.transaction_count == 0
     assert set(terminal) == set(known), (known, terminal)
     assert all(n == 1 for n in terminal.values()), terminal  # exactly one terminal event
+
+
+# -- per-call Contact (RFC 7573 §4: the XMPP user's resource as GRUU) --------------------
+
+
+def test_per_call_contact_in_invite_ringing_and_answer() -> None:
+    pair = InvitePair()
+    # Angle brackets keep ;gr inside the URI (RFC 3261 §20: bare, it is a header param).
+    gruu_a = "sip:juliet@127.0.0.1:5071;gr=balcony"
+    gruu_b = '"Romeo" <sip:romeo@127.0.0.1:5072;gr=orchard>'
+    sa = pair.invite(contact=f"<{gruu_a}>")
+    [invite] = pair.wire("a->b", "INVITE")
+    assert invite.headers.get("Contact") == f"<{gruu_a}>"
+    sb = received(pair.take_sb()).session_id
+    pair.ib.ringing(sb, pair.now, contact=gruu_b)
+    pair.ib.answer(sb, pair.now, ANSWER, contact=gruu_b)
+    pair.pump()
+    [ringing] = pair.wire("b->a", "INVITE", 180)
+    [ok] = pair.wire("b->a", "INVITE", 200)
+    assert parse_name_addr(ringing.headers.get("Contact") or "").uri == parse_name_addr(gruu_b).uri
+    assert parse_name_addr(ok.headers.get("Contact") or "").uri == parse_name_addr(gruu_b).uri
+    # The dialogs use them as remote targets (RFC 3261 §12.1): ACK and BYE go there.
+    [ack] = pair.wire("a->b", "ACK")
+    assert isinstance(ack, Request) and ack.uri == "sip:romeo@127.0.0.1:5072;gr=orchard"
+    pair.ib.bye(sb, pair.now)
+    pair.pump()
+    [bye] = pair.wire("b->a", "BYE")
+    assert isinstance(bye, Request) and bye.uri == gruu_a
+    assert pair.take_sa()[-1] == SessionEnded(sa, "remote", END_BYE)
+    # Later calls without the argument keep the layer's default Contact.
+    pair.invite()
+    invites = pair.wire("a->b", "INVITE")
+    assert invites[-1].headers.get("Contact") == "<sip:gw-a@127.0.0.1:5071>"
+
+
+@pytest.mark.parametrize("bad", ["not a uri", "<sip:x@y", ""])
+def test_bad_per_call_contact_is_a_local_error_and_sends_nothing(bad: str) -> None:
+    pair = InvitePair()
+    with pytest.raises(LocalSipError):
+        pair.invite(contact=bad)
+    assert pair.wire("a->b") == []
+    sa = pair.invite()
+    sb = received(pair.take_sb()).session_id
+    with pytest.raises(LocalSipError):
+        pair.ib.answer(sb, pair.now, ANSWER, contact=bad)
+    assert pair.ib.get(sb) is not None and pair.ia.get(sa) is not None

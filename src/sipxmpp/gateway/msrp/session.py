@@ -35,6 +35,17 @@ transaction timer; its expiry, a non-200 response or a failure REPORT fails the 
 MUST stop). At most ``max_outstanding_chunks`` such chunks are in flight per connection;
 queued messages take turns chunk by chunk.
 
+Deferred delivery (an option of ours, not of the RFC). A session created with
+``defer_delivery=True`` does not answer the chunk that completes a message, nor send its
+Success-Report, by itself: it emits :class:`~.events.MessageReceived` and waits for the
+application's verdict through :meth:`MsrpSession.answer_message` (200 once the message has
+been handed on, e.g. to XMPP; a failure status otherwise). Only then do the response (per
+Failure-Report, §7.1.4) and the REPORT (§7.1.2) go out, so a 200 or a Success REPORT never
+claims a delivery that did not happen. Without a verdict within
+:data:`DELIVERY_ANSWER_TIMEOUT` the core answers :data:`UNDELIVERED_STATUS` itself and emits
+:class:`~.events.MessageAborted`. Holding the response also gives backpressure for free: a
+sender keeps at most its window of unanswered chunks in flight (§7.3).
+
 Time: every entry point that can start or fire a timer takes ``now`` (monotonic seconds).
 """
 
@@ -90,6 +101,9 @@ __all__ = [
     "MsrpConnection",
     "ALWAYS_ACCEPTED_TYPES",
     "MAX_REFUSED_MESSAGE_IDS",
+    "DELIVERY_ANSWER_TIMEOUT",
+    "UNDELIVERED_STATUS",
+    "MAX_PENDING_DELIVERIES",
 ]
 
 #: §7.3.1 (and §8.6): endpoints must be able to receive multipart/mixed and
@@ -100,6 +114,21 @@ ALWAYS_ACCEPTED_TYPES: tuple[str, ...] = ("multipart/mixed", "multipart/alternat
 #: flight get 413 too without being buffered (§10: the sender must stop). A small bound:
 #: senders stop promptly, and forgetting an old id only costs another 413 computation.
 MAX_REFUSED_MESSAGE_IDS = 64
+
+#: Deferred delivery: how long a completed incoming message waits for the application's
+#: verdict before the core answers it. Well below the sender's 30 s transaction timer
+#: (§7.3) so the sender learns the outcome from our response, not from its own timeout.
+DELIVERY_ANSWER_TIMEOUT = 10.0
+#: Deferred delivery: the status of a message the application could not hand on in time.
+#: §10: 408 is never sent in a response (it is for REPORTs and local timeouts), and the
+#: request was well formed (not 400); 403 ("the action is not allowed") is the response
+#: that tells the sender this message was refused, and its Failure-Report yes/partial
+#: makes that a reported failure rather than a silent loss.
+UNDELIVERED_STATUS = 403
+#: Deferred delivery: completed messages awaiting a verdict per connection. The sender's
+#: window bounds this already when it asks for responses; the bound covers senders that
+#: use Failure-Report: no with Success-Report: yes. Over it, new messages get 403 at once.
+MAX_PENDING_DELIVERIES = 256
 
 
 class SessionState(enum.Enum):
@@ -124,6 +153,19 @@ class _Transaction:
     deadline: float
     wants_response: bool
     """True with Failure-Report: yes (a 200 is expected, §7.1.4); False for ``partial``."""
+
+
+@dataclass(slots=True)
+class _PendingDelivery:
+    """A completed incoming message whose response/REPORT waits for the application."""
+
+    session: MsrpSession
+    request: MsrpRequest
+    """The chunk that completed the message: its response is the one held back."""
+    report_to: tuple[MsrpUri, ...]
+    size: int
+    success_report: bool
+    deadline: float
 
 
 class MsrpSessionTable:
@@ -156,8 +198,12 @@ class MsrpSessionTable:
         remote_path: Sequence[MsrpUri] | None = None,
         accept_types: Sequence[str] = ("text/plain",),
         max_message_size: int | None = None,
+        defer_delivery: bool = False,
     ) -> MsrpSession:
         """Register a session for a negotiated m=message stream.
+
+        ``defer_delivery``: hold the response and Success-Report of each received message
+        until :meth:`MsrpSession.answer_message` (see the module docstring).
 
         Raises :class:`SessionLimitError` when a session limit refuses it.
         """
@@ -179,6 +225,7 @@ class MsrpSessionTable:
             # The framer of every connection cuts chunks at settings.max_message_size.
             raise LocalMsrpError("max_message_size must be within 1..settings.max_message_size")
         session = MsrpSession(self, local_uri, path, tuple(accept_types), size)
+        session.defer_delivery = defer_delivery
         self._sessions[local_uri.session_id] = session
         return session
 
@@ -231,6 +278,8 @@ class MsrpSession:
         self._tracked: OrderedDict[str, OutgoingMessage] = OrderedDict()
         self._incoming: dict[str, IncomingMessage] = {}
         self._refused: OrderedDict[str, None] = OrderedDict()
+        self.defer_delivery = False
+        """Hold each received message's response until :meth:`answer_message`."""
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -295,6 +344,23 @@ class MsrpSession:
         if self.connection is not None:
             self.connection._pump(now)
         return message_id
+
+    def answer_message(
+        self, message_id: str, status: int = 200, *, now: float, reason: str | None = None
+    ) -> bool:
+        """Deferred delivery: the application's verdict on a received message.
+
+        200 sends the held response (per Failure-Report, §7.1.4) and the Success REPORT
+        (§7.1.2, when asked); any other §10 status is sent as the response instead. Returns
+        False when nothing waits for this Message-ID (not deferred, already answered, timed
+        out, or the session is gone).
+        """
+        if not 200 <= status <= 999:
+            raise LocalMsrpError(f"invalid MSRP status {status}")
+        connection = self.connection
+        if connection is None:
+            return False
+        return connection._answer_delivery(self, message_id, status, reason, now)
 
     def abort_message(self, message_id: str) -> bool:
         """Stop sending a queued message; chunks already sent are cancelled with ``#``
@@ -386,6 +452,7 @@ class MsrpConnection:
         self._transactions: dict[str, _Transaction] = {}
         self._outstanding = 0
         self._closed = False
+        self._pending: OrderedDict[tuple[str, str], _PendingDelivery] = OrderedDict()
 
     def _max_body(self) -> int:
         return self._settings.max_message_size
@@ -455,6 +522,9 @@ class MsrpConnection:
         deadlines: list[float] = []
         if self._transactions:
             deadlines.append(min(t.deadline for t in self._transactions.values()))
+        if self._pending:
+            # Insertion order is deadline order: every entry gets now + the same timeout.
+            deadlines.append(next(iter(self._pending.values())).deadline)
         for session in self._sessions.values():
             if session._incoming:
                 deadlines.append(min(m.deadline for m in session._incoming.values()))
@@ -479,6 +549,22 @@ class MsrpConnection:
                     self._events.append(
                         MessageAborted(session.session_id, message_id, "reassembly timed out")
                     )
+        while self._pending:
+            key, pending = next(iter(self._pending.items()))
+            if pending.deadline > now:
+                break
+            del self._pending[key]
+            reason = "message not delivered in time"
+            self._respond(
+                pending.request,
+                UNDELIVERED_STATUS,
+                pending.session.local_uri,
+                pending.session.session_id,
+                reason,
+            )
+            self._events.append(
+                MessageAborted(pending.session.session_id, key[1], reason, UNDELIVERED_STATUS)
+            )
         self._pump(now)
 
     def connection_lost(self, now: float) -> None:
@@ -486,6 +572,7 @@ class MsrpConnection:
         if self._closed:
             return
         self._closed = True
+        self._pending.clear()
         self._fail_all(408, "connection lost")
 
     # -- sessions ------------------------------------------------------------------------
@@ -499,12 +586,43 @@ class MsrpConnection:
         for tid, txn in list(self._transactions.items()):
             if txn.session is session:
                 self._remove_transaction(tid)
+        for key in [k for k, p in self._pending.items() if p.session is session]:
+            del self._pending[key]
 
     def _fail_session(self, session: MsrpSession, status: int, reason: str) -> None:
         for message_id in session._unfinished():
             self._events.append(SendFailed(session.session_id, message_id, status, reason))
         self._events.append(SessionFailed(session.session_id, status, reason))
         session._shutdown()
+
+    def _answer_delivery(
+        self, session: MsrpSession, message_id: str, status: int, reason: str | None, now: float
+    ) -> bool:
+        pending = self._pending.pop((session.session_id, message_id), None)
+        if pending is None or self._closed:
+            return False
+        local = session.local_uri
+        self._respond(pending.request, status, local, session.session_id, reason)
+        if status == 200 and pending.success_report:
+            self._send_success_report(local, pending.report_to, message_id, pending.size)
+        self._pump(now)
+        return True
+
+    def _send_success_report(
+        self, local: MsrpUri, to_path: tuple[MsrpUri, ...], message_id: str, size: int
+    ) -> None:
+        """§7.1.2: one REPORT for the whole message, Status 000 200, back along From-Path."""
+        self._write(
+            MsrpRequest(
+                transaction_id=self._new_tid(b""),
+                method="REPORT",
+                to_path=to_path,
+                from_path=(local,),
+                message_id=message_id,
+                byte_range=ByteRange(1, size, size),
+                status=StatusHeader(200, "OK"),
+            )
+        )
 
     def _fail_all(self, status: int, reason: str) -> None:
         for session in list(self._sessions.values()):
@@ -797,12 +915,29 @@ class MsrpConnection:
             self._abort_incoming(session, message_id, exc.msg, exc.status)
             self._respond(request, exc.status, local, sid, exc.msg)
             return
-        self._respond(request, 200, local, sid)
         if not incoming.complete:
+            self._respond(request, 200, local, sid)
             session._incoming[message_id] = incoming
             return
         session._incoming.pop(message_id, None)
         body = incoming.body()
+        if session.defer_delivery:
+            key = (sid, message_id)
+            if len(self._pending) >= MAX_PENDING_DELIVERIES or key in self._pending:
+                reason = "too many messages awaiting delivery"
+                self._respond(request, UNDELIVERED_STATUS, local, sid, reason)
+                self._events.append(MessageAborted(sid, message_id, reason, UNDELIVERED_STATUS))
+                return
+            self._pending[key] = _PendingDelivery(
+                session,
+                request,
+                incoming.from_path,
+                len(body),
+                incoming.success_report,
+                now + DELIVERY_ANSWER_TIMEOUT,
+            )
+        else:
+            self._respond(request, 200, local, sid)
         self._events.append(
             MessageReceived(
                 sid,
@@ -813,20 +948,8 @@ class MsrpConnection:
                 incoming.headers,
             )
         )
-        if incoming.success_report:
-            # §7.1.2: one REPORT for the whole message, Status 000 200, back along From-Path.
-            size = len(body)
-            self._write(
-                MsrpRequest(
-                    transaction_id=self._new_tid(b""),
-                    method="REPORT",
-                    to_path=incoming.from_path,
-                    from_path=(local,),
-                    message_id=message_id,
-                    byte_range=ByteRange(1, size, size),
-                    status=StatusHeader(200, "OK"),
-                )
-            )
+        if incoming.success_report and not session.defer_delivery:
+            self._send_success_report(local, incoming.from_path, message_id, len(body))
 
 
 def _raw_header(frame: RawFrame, name: str) -> str | None:

@@ -19,7 +19,8 @@ XMPP -> MSRP (RFC 7573 §4). The first ``type='chat'`` message with a body towar
 user whose network does session-mode IM (provisioning parameter 9) creates a chat: an
 MSRP session on our listener, an SDP offer (``m=message`` TCP/MSRP, ``a=accept-types``,
 ``a=path``, ``a=max-size``, ``a=setup:actpass``, RFC 6135), an INVITE whose Call-ID is the
-message's thread (a new one without). Messages wait in the chat, in order, until the MSRP
+message's thread (a new one without). The INVITE's Contact is the XMPP user's resource as GRUU (``sip:user@domain;gr=resource``,
+RFC 7573 §4; the same in our 200 when the SIP side called a full JID). Messages wait in the chat, in order, until the MSRP
 session is bound (RFC 4975 §5.4); then they are sent. A SIP peer answering 415, 488 or
 501, an unusable SDP answer, or a peer whose provisioning says "no session mode", puts the
 conversation in pager mode: the waiting messages and every later one go to the
@@ -70,6 +71,7 @@ from sipxmpp.gateway.msrp import (
     parse_path,
 )
 from sipxmpp.gateway.msrp import SessionFailed as MsrpSessionFailed
+from sipxmpp.gateway.msrp.session import UNDELIVERED_STATUS
 from sipxmpp.gateway.runtime.bridge import NextHopError
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.runtime.presence import OwnedEndpoint, contact_uri_for
@@ -111,10 +113,15 @@ from sipxmpp.gateway.transport.msrp_stream import (
     MsrpTransport,
     MsrpTransportConfig,
 )
-from sipxmpp.gateway.xmpp.errors import LinkDown, LocalXmppError, StanzaErrorException
+from sipxmpp.gateway.xmpp.errors import (
+    LinkCongested,
+    LinkDown,
+    LocalXmppError,
+    StanzaErrorException,
+)
 from sipxmpp.mapping import chat as chat_map
 from sipxmpp.mapping import errors as error_map
-from sipxmpp.mapping.addresses import DomainMap, Jid
+from sipxmpp.mapping.addresses import DomainMap, Jid, SipUri, is_public_gruu
 from sipxmpp.mapping.cpim import CpimAddress, CpimError, CpimMessage, parse_cpim, serialize_cpim
 from sipxmpp.mapping.iscomposing import (
     ISCOMPOSING_MIME_TYPE,
@@ -156,7 +163,27 @@ MAX_PAGER_PAIRS = 10_000
 #: Incoming message ids remembered per chat to recognise XMPP bounces of what we relayed.
 MAX_DELIVERED_IDS = 256
 
+#: How long a message received over MSRP may wait for a congested XMPP link before its
+#: SEND is refused (403). Below the MSRP core's DELIVERY_ANSWER_TIMEOUT (10 s), itself
+#: below the sender's 30 s transaction timer (RFC 4975 §7.3), so the sender learns the
+#: outcome from our response.
+XMPP_CONGESTION_WAIT = 5.0
+#: Retry interval while the XMPP link is congested (its write buffer drains in about the
+#: time the component's limit covers, ~2 s at design load; 100 ms keeps latency low
+#: without spinning).
+XMPP_CONGESTION_RETRY = 0.1
+
 _TEXT_PLAIN = "text/plain;charset=UTF-8"
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    """A message received over MSRP whose response waits for the XMPP hand-over."""
+
+    message_id: str
+    stanza: XmppMessage
+    deadline: float
+    counted: bool
 
 
 class XmppSender(Protocol):
@@ -211,6 +238,9 @@ class _Chat:
     setup_deadline: float | None = None
     timer: asyncio.TimerHandle | None = None
     iscomposing_ok: bool = True
+    #: Messages received over MSRP, in order, not yet handed to XMPP (congestion).
+    inbound: deque[_Inbound] = field(default_factory=deque)
+    retry: asyncio.TimerHandle | None = None
 
 
 def _bare(jid: str) -> str:
@@ -273,6 +303,7 @@ class ChatService:
             "msrp_to_xmpp": 0,
             "fallbacks": 0,
             "bounced": 0,
+            "msrp_refused": 0,
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -423,6 +454,7 @@ class ChatService:
                 local,
                 accept_types=self._accept_types(),
                 max_message_size=self._cfg.max_message_size,
+                defer_delivery=True,
             )
         except (LocalMsrpError, SessionLimitError) as e:
             raise StanzaErrorException(
@@ -447,6 +479,7 @@ class ChatService:
                 body=serialize_sdp(offer),
                 call_id=call_id,
                 headers=(("User-Agent", self._settings.sip.user_agent),),
+                contact=_gruu_contact(sender),
             )
         except LocalSipError as e:
             session.close()
@@ -528,6 +561,7 @@ class ChatService:
                 remote_path=remote_path,
                 accept_types=self._accept_types(),
                 max_message_size=self._cfg.max_message_size,
+                defer_delivery=True,
             )
         except SdpNegotiationError as e:
             invites.reject(
@@ -565,7 +599,11 @@ class ChatService:
         chat.iscomposing_ok = peer.send_is_composing() if peer is not None else True
         self._register(chat)
         self.counters["sessions_in"] += 1
-        invites.answer(ev.session_id, now, serialize_sdp(answer))
+        try:
+            contact = _gruu_contact(self._domains.xmpp_sender_to_sip(target))
+        except StanzaRefused:
+            contact = None
+        invites.answer(ev.session_id, now, serialize_sdp(answer), contact=contact)
         log.info("chat.invite.answered", extra=kv(user=xmpp_jid, call_id=call_id))
         self._arm_chat(chat)
 
@@ -724,6 +762,8 @@ class ChatService:
                 return
 
     def _on_msrp_message(self, chat: _Chat, ev: MessageReceived) -> None:
+        """Map a received MSRP message; its response and Success-Report wait (deferred
+        delivery) until the stanza is handed to the XMPP edge, see :meth:`_drain_inbound`."""
         chat.last_activity = self._now()
         media, params = parse_content_type(ev.content_type)
         body = ev.body
@@ -732,6 +772,7 @@ class ChatService:
                 inner = parse_cpim(body, max_size=self._cfg.max_message_size)
             except CpimError as e:
                 log.info("chat.cpim.unusable", extra=kv(reason=str(e)))
+                self._answer(chat, ev.message_id, 400, f"unusable message/cpim: {e}")
                 return
             media, params = parse_content_type(inner.content_type)
             body = inner.body
@@ -740,44 +781,97 @@ class ChatService:
                 state = chat_map.iscomposing_to_chatstate(parse_iscomposing(body))
             except IsComposingError as e:
                 log.info("chat.iscomposing.unusable", extra=kv(reason=str(e)))
+                self._answer(chat, ev.message_id, 400, f"unusable isComposing: {e}")
                 return
-            self._to_xmpp(
-                chat,
-                XmppMessage(
-                    from_jid=chat.sip_jid,
-                    to_jid=chat.xmpp_jid,
-                    type="chat",
-                    thread=chat.thread,
-                    chat_state=state.value,
-                ),
+            stanza = XmppMessage(
+                from_jid=chat.sip_jid,
+                to_jid=chat.xmpp_jid,
+                type="chat",
+                thread=chat.thread,
+                chat_state=state.value,
             )
+            self._enqueue_inbound(chat, ev.message_id, stanza, counted=False)
             return
         if media != "text/plain":
+            # RFC 4975 §10: 415 for a type we cannot carry (e.g. wrapped in message/cpim).
             log.info("chat.msrp.unmapped_type", extra=kv(type=media))
+            self._answer(chat, ev.message_id, 415, f"{media} cannot be carried to XMPP")
             return
         charset = (params.get("charset") or "utf-8").lower()
         try:
             text = body.decode(charset, "replace")
         except LookupError:
             text = body.decode("utf-8", "replace")
-        stanza_id = self._ids.token(64)
-        sent = self._to_xmpp(
-            chat,
-            XmppMessage(
-                from_jid=chat.sip_jid,
-                to_jid=chat.xmpp_jid,
-                type="chat",
-                body=text,
-                thread=chat.thread,
-                id=stanza_id,
-                receipt_request=chat_map.receipt_requested("yes" if ev.success_report else None),
-            ),
+        stanza = XmppMessage(
+            from_jid=chat.sip_jid,
+            to_jid=chat.xmpp_jid,
+            type="chat",
+            body=text,
+            thread=chat.thread,
+            id=self._ids.token(64),
+            receipt_request=chat_map.receipt_requested("yes" if ev.success_report else None),
         )
-        if sent:
-            chat.delivered[stanza_id] = None
-            while len(chat.delivered) > MAX_DELIVERED_IDS:
-                chat.delivered.popitem(last=False)
-            self.counters["msrp_to_xmpp"] += 1
+        self._enqueue_inbound(chat, ev.message_id, stanza, counted=True)
+
+    def _enqueue_inbound(
+        self, chat: _Chat, message_id: str, stanza: XmppMessage, *, counted: bool
+    ) -> None:
+        deadline = self._now() + XMPP_CONGESTION_WAIT
+        chat.inbound.append(_Inbound(message_id, stanza, deadline, counted))
+        self._drain_inbound(chat)
+
+    def _drain_inbound(self, chat: _Chat) -> None:
+        """Hand the chat's received messages to XMPP in order; answer each one's MSRP SEND.
+
+        Handed over -> 200 (and the Success REPORT, RFC 4975 §7.1.2). XMPP link down, or
+        congested for longer than :data:`XMPP_CONGESTION_WAIT`, or a stanza XMPP cannot
+        carry -> :data:`~sipxmpp.gateway.msrp.session.UNDELIVERED_STATUS` (403, §10): the
+        sender's Failure-Report turns it into a reported failure, never a silent loss.
+        While congested the queue waits (the sender's window of unanswered chunks is the
+        backpressure) and is retried every :data:`XMPP_CONGESTION_RETRY`.
+        """
+        if chat.retry is not None:
+            chat.retry.cancel()
+            chat.retry = None
+        while chat.inbound and not chat.closed:
+            item = chat.inbound[0]
+            try:
+                self._xmpp.send_message(item.stanza)
+            except LinkCongested as e:
+                if self._now() < item.deadline:
+                    chat.retry = asyncio.get_running_loop().call_later(
+                        XMPP_CONGESTION_RETRY, self._drain_inbound, chat
+                    )
+                    return
+                chat.inbound.popleft()
+                log.warning("chat.xmpp.congested", extra=kv(to=item.stanza.to_jid))
+                self._answer(chat, item.message_id, UNDELIVERED_STATUS, f"XMPP congested: {e}")
+                continue
+            except (LinkDown, LocalXmppError) as e:
+                chat.inbound.popleft()
+                log.warning(
+                    "chat.xmpp.undeliverable", extra=kv(to=item.stanza.to_jid, reason=str(e))
+                )
+                self._answer(chat, item.message_id, UNDELIVERED_STATUS, f"not delivered: {e}")
+                continue
+            chat.inbound.popleft()
+            self._answer(chat, item.message_id, 200, None)
+            if item.counted and item.stanza.id is not None:
+                chat.delivered[item.stanza.id] = None
+                while len(chat.delivered) > MAX_DELIVERED_IDS:
+                    chat.delivered.popitem(last=False)
+                self.counters["msrp_to_xmpp"] += 1
+
+    def _answer(self, chat: _Chat, message_id: str, status: int, reason: str | None) -> None:
+        """The verdict on a received message (deferred delivery in the MSRP core)."""
+        if status != 200:
+            self.counters["msrp_refused"] += 1
+        try:
+            if chat.msrp.answer_message(message_id, status, now=self._now(), reason=reason):
+                # Write the held response now; flush() would service every connection.
+                self.transport.service(chat.msrp)
+        except LocalMsrpError:
+            log.exception("chat.msrp.answer_failed")
 
     def _on_report(self, chat: _Chat, ev: ReportReceived) -> None:
         msg = chat.sent.get(ev.message_id)
@@ -968,6 +1062,10 @@ class ChatService:
         if chat.timer is not None:
             chat.timer.cancel()
             chat.timer = None
+        if chat.retry is not None:
+            chat.retry.cancel()
+            chat.retry = None
+        chat.inbound.clear()  # the MSRP session is closed: its pending verdicts are gone
         self._by_msrp.pop(chat.msrp.session_id, None)
         if chat.invite_id is not None:
             self._by_invite.pop(chat.invite_id, None)
@@ -1085,6 +1183,13 @@ def _matches(patterns: tuple[str, ...], media: str) -> bool:
         if p == "*" or p == media or (p.endswith("/*") and media.startswith(p[:-1])):
             return True
     return False
+
+
+def _gruu_contact(uri: SipUri) -> str | None:
+    """Contact for a chat dialog: the XMPP user's resource as GRUU (RFC 7573 §4, spec
+    §2.4: ``sip:user@domain;gr=resource``), in angle brackets so ``gr`` stays inside the
+    URI (RFC 3261 §20). None (the gateway's own Contact) when there is no resource."""
+    return f"<{uri}>" if is_public_gruu(uri) else None
 
 
 def _sdp_id(ids: IdGenerator) -> int:

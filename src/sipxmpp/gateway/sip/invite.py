@@ -784,12 +784,16 @@ class InviteManager:
         headers: Iterable[tuple[str, str]] = (),
         call_id: str | None = None,
         subject: str | None = None,
+        contact: str | None = None,
     ) -> str:
         """Send an INVITE with the SDP offer ``body`` in a new dialog; return the session id.
 
         ``headers`` are added to the INVITE (a preloaded Route serves only this request,
         RFC 3261 §12.2.1.1). ``call_id`` chooses the Call-ID (RFC 7573 §5 maps it to the
-        XMPP ``<thread/>``); by default a new one. Raises LocalSipError for bad arguments
+        XMPP ``<thread/>``); by default a new one. ``contact`` replaces the layer's Contact
+        for this session (a name-addr; write ``<sip:...;gr=...>`` so URI parameters stay in
+        the URI, RFC 3261 §20; e.g. the XMPP user's resource as GRUU, RFC 7573 §4, RFC
+        5627). Raises LocalSipError for bad arguments
         and (status hint 503) when the layer or the endpoint is full.
         """
         if len(self._sessions) >= self._cfg.max_sessions:
@@ -804,6 +808,7 @@ class InviteManager:
             parse_any_uri(request_uri)
         except RemoteSipError as exc:
             raise LocalSipError(f"bad invite argument: {exc.msg}") from exc
+        our_contact = self._contact(destination.transport, contact)
         fields: list[tuple[str, str]] = [("Allow", self._allow)]
         if subject is not None:
             _check_value("Subject", subject)
@@ -820,7 +825,7 @@ class InviteManager:
         base = _copy_dialog(dialog)
         request = dialog.new_request(
             "INVITE",
-            contact=self._contact(destination.transport),
+            contact=our_contact,
             headers=fields,
             body=body,
             content_type=content_type,
@@ -855,13 +860,23 @@ class InviteManager:
 
     # -- UAS -----------------------------------------------------------------------------
 
-    def ringing(self, session_id: str, now: float, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def ringing(
+        self,
+        session_id: str,
+        now: float,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        contact: str | None = None,
+    ) -> None:
         """Send 180 Ringing for an incoming INVITE not answered yet (optional; it creates
-        the early dialog, with our tag and Contact, RFC 3261 §12.1.1)."""
+        the early dialog, with our tag and Contact, RFC 3261 §12.1.1). ``contact`` as in
+        :meth:`answer`."""
         session = self._uas(session_id)
         if session is None:
             return
-        response = self._build_response(session, 180, None, headers, b"", None, contact=True)
+        response = self._build_response(
+            session, 180, None, headers, b"", None, contact=True, contact_uri=contact
+        )
         self._step(session, _I.TU_RINGING, now, _Args(response=response))
 
     def answer(
@@ -871,11 +886,14 @@ class InviteManager:
         body: bytes,
         content_type: str = "application/sdp",
         headers: Iterable[tuple[str, str]] = (),
+        *,
+        contact: str | None = None,
     ) -> None:
         """Accept an incoming INVITE: 200 with ``body`` (the SDP answer, or the offer if
         the INVITE had none, §13.2.1), Contact and Allow (§13.3.1.4). The layer
         retransmits it until the ACK (:class:`SessionConfirmed`) and ends the session
-        with a BYE if none comes in 64*T1."""
+        with a BYE if none comes in 64*T1. ``contact`` replaces the layer's Contact for
+        this response (e.g. the XMPP user's resource as GRUU, RFC 7573 §4)."""
         session = self._uas(session_id)
         if session is None:
             return
@@ -883,7 +901,15 @@ class InviteManager:
             raise LocalSipError("a 2xx to INVITE carries an answer or an offer (RFC 3264)")
         _check_value("Content-Type", content_type)
         response = self._build_response(
-            session, 200, None, headers, body, content_type, contact=True, allow=True
+            session,
+            200,
+            None,
+            headers,
+            body,
+            content_type,
+            contact=True,
+            allow=True,
+            contact_uri=contact,
         )
         self._step(session, _I.TU_ANSWER, now, _Args(response=response))
 
@@ -1482,8 +1508,8 @@ class InviteManager:
                 return sid
         raise LocalSipError("the id generator keeps repeating itself")
 
-    def _contact(self, transport: str) -> str:
-        value = self._contact_of(transport)
+    def _contact(self, transport: str, override: str | None = None) -> str:
+        value = self._contact_of(transport) if override is None else override
         try:
             return str(parse_name_addr(value))
         except RemoteSipError as exc:
@@ -1500,6 +1526,7 @@ class InviteManager:
         *,
         contact: bool = False,
         allow: bool = False,
+        contact_uri: str | None = None,
     ) -> Response:
         """A response to the session's INVITE with our tag, checked before any state
         changes (LocalSipError for the runtime's bad values)."""
@@ -1508,7 +1535,7 @@ class InviteManager:
         fields: list[tuple[str, str]] = []
         if contact:
             assert session.source is not None
-            fields.append(("Contact", self._contact(session.source.transport)))
+            fields.append(("Contact", self._contact(session.source.transport, contact_uri)))
         if allow:
             fields.append(("Allow", self._allow))
         fields += extra

@@ -525,6 +525,11 @@ class MsrpTransport:
             self._service(link)
         return unfinished
 
+    def service(self, session: MsrpSession) -> None:
+        """Write what the core holds for ``session``'s connection and re-arm its timer
+        (after the runtime drove that session's core directly, e.g. answered a message)."""
+        self._service_session(session)
+
     def flush(self) -> None:
         """Write whatever the cores hold and re-arm their timers; call after driving a core
         directly (e.g. :meth:`MsrpSession.send_message` or ``abort_message``)."""
