@@ -210,6 +210,13 @@ PROBE_BATCH = 500
 #: layer restore; yielding keeps the loop responsive while 100,000 are restored).
 RESTORE_BATCH = 1000
 
+#: PIDF documents kept for reuse, keyed by what they are built from. An XMPP server sends a
+#: user's presence to each contact separately (RFC 6121 §4.4.2), so after one change the
+#: 1,000 watchers of a presentity hold 1,000 equal views: one document is built and
+#: serialized for all of them, and their ``last_state`` is one shared bytes object. An entry
+#: is one document (well under 1 KiB for a few resources); the oldest is evicted first.
+PIDF_CACHE_SIZE = 4096
+
 #: The ``extra`` format version written in the store.
 _EXTRA_VERSION = 1
 
@@ -520,6 +527,8 @@ class PresenceService:
         self._views: dict[tuple[str, str], dict[str, XmppPresence]] = {}
         #: (U, watcher JID) -> last document stored for the pair (known state after a restart).
         self._pair_state: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        #: (presentity URI, view content) -> (PIDF, Content-Language); see PIDF_CACHE_SIZE.
+        self._pidf_cache: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
         # authorizations, (U, SIP AOR) -> record; a cache of the store
         self._auth: dict[tuple[str, str], Authorization] = {}
         self._denied: set[tuple[str, str]] = set()
@@ -1032,6 +1041,16 @@ class PresenceService:
     def _pidf(
         self, inbound: _Inbound, presences: list[XmppPresence]
     ) -> tuple[bytes | None, str | None]:
+        # Everything the document depends on: the addressee (to_jid) and the stanza id are
+        # not part of it, the timestamp is not written, the policy is the service's.
+        key = (
+            inbound.presentity_uri,
+            tuple((p.from_jid, p.type, p.show, p.statuses, p.priority, p.lang) for p in presences),
+        )
+        cache = self._pidf_cache
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
         contacts: dict[str, str] = {}
         for p in presences:
             res = p.resource
@@ -1046,10 +1065,14 @@ class PresenceService:
             )
             if state.document is None:
                 return None, None
-            return serialize_pidf(state.document), state.content_language
+            built = (serialize_pidf(state.document), state.content_language)
         except (MappingError, PidfError) as exc:
             log.warning("presence.pidf.unbuildable", extra=kv(user=inbound.user, error=str(exc)))
             return None, None
+        if len(cache) >= PIDF_CACHE_SIZE:
+            del cache[next(iter(cache))]
+        cache[key] = built
+        return built
 
     def _notify_current(
         self,
@@ -1552,12 +1575,20 @@ class PresenceService:
             return None
 
     def _deliver(self, out: _Outbound, ev: NotifyReceived) -> None:
-        """A NOTIFY's PIDF to the XMPP user (RFC 8048 §6.3, Table 2)."""
+        """A NOTIFY's PIDF to the XMPP user (RFC 8048 §6.3, Table 2).
+
+        The same document as the last one delivered is not delivered again: the NOTIFY
+        that follows every refresh (RFC 6665 §4.2.1.2) usually repeats the state the user
+        already has, and the user's server asks again (a probe, answered from
+        ``last_state``) whenever one of its resources needs it."""
+        lang = _lang(ev.content_language)
+        if ev.body == out.last_state and lang == out.last_lang and not out.undelivered:
+            return
         presences = self._presences_of(ev, out.contact_jid, out.user)
         if presences is None:
             return
         out.last_state = ev.body
-        out.last_lang = _lang(ev.content_language)
+        out.last_lang = lang
         self._show(out, presences)
 
     def _show(self, out: _Outbound, presences: tuple[XmppPresence, ...]) -> None:
@@ -1717,9 +1748,14 @@ class PresenceService:
             self._drop_outbound(out)
 
     def _unavailable(self, out: _Outbound) -> None:
+        """The contact's state can no longer be vouched for: take back what the user was
+        shown, and forget the last document (a probe must not bring it back, and the next
+        NOTIFY must be delivered even if it repeats it)."""
         for jid in out.shown:
             self._send(XmppPresence(from_jid=jid, to_jid=out.user, type=PresenceType.UNAVAILABLE))
         out.shown = ()
+        out.last_state = None
+        out.last_lang = None
 
     def _send_unsubscribed(self, out: _Outbound) -> None:
         self._send(
