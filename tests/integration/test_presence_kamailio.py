@@ -210,6 +210,11 @@ def shows(state: str | None, note: str) -> Callable[[SippMessage], bool]:
     return ok
 
 
+def p_type(p: Any) -> str:
+    t = p["type"]
+    return "available" if t in ("", "available", "away", "xa", "dnd", "chat") else str(t)
+
+
 # ----------------------------------------------------------------------------- X2S
 
 
@@ -255,18 +260,13 @@ async def test_xmpp_user_sees_sip_users_away_and_dnd_published_at_kamailio(
     assert not list(gw.events("presence.subscription.failed"))
 
 
-def p_type(p: Any) -> str:
-    t = p["type"]
-    return "available" if t in ("", "available", "away", "xa", "dnd", "chat") else str(t)
-
-
 # ----------------------------------------------------------------------------- S2X
 
 
 async def test_sip_watcher_via_kamailio_sees_xmpp_users_show_and_status(
     partition: tuple[KamailioServer, CliGateway], bob: PresenceClient, tmp_path: Path
 ) -> None:
-    kam, gw = partition
+    kam, _gw = partition
     dave = f"dave@{COMPONENT}"
     watcher = run_sipp(
         kam,
@@ -330,4 +330,3 @@ async def test_sip_watcher_via_kamailio_sees_xmpp_users_show_and_status(
     # States only go forward: pending, then active, then terminated.
     order = [(n.header("Subscription-State") or "").split(";")[0] for n in notifies]
     assert order == sorted(order, key=["pending", "active", "terminated"].index)
-    del gw

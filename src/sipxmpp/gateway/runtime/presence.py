@@ -158,12 +158,14 @@ from sipxmpp.mapping.presence import (
 __all__ = [
     "CSEQ_RESTORE_GAP",
     "MAX_IMMEDIATE_RETRIES",
-    "MAX_POLLS",
     "MAX_PENDING_TASKS",
+    "MAX_POLLS",
     "NextHopError",
     "OwnedEndpoint",
+    "PIDF_CACHE_SIZE",
     "PresenceService",
     "PresenceXmpp",
+    "ROUTE_CACHE_SIZE",
     "SubscriptionLayer",
     "build_layer",
     "contact_uri_for",
@@ -216,6 +218,13 @@ RESTORE_BATCH = 1000
 #: serialized for all of them, and their ``last_state`` is one shared bytes object. An entry
 #: is one document (well under 1 KiB for a few resources); the oldest is evicted first.
 PIDF_CACHE_SIZE = 4096
+
+#: Address mappings of incoming presence kept for reuse: (sender, addressee) -> contact JID
+#: and SIP address of record, or the refusal. The mapping (RFC 7247 §6.5, with the JID
+#: validation of RFC 7622) depends only on the two addresses and the configured domains,
+#: and the same pairs recur at every change of a user with many watchers. An entry is two
+#: short strings; the oldest is evicted first.
+ROUTE_CACHE_SIZE = 4096
 
 #: The ``extra`` format version written in the store.
 _EXTRA_VERSION = 1
@@ -527,6 +536,8 @@ class PresenceService:
         self._views: dict[tuple[str, str], dict[str, XmppPresence]] = {}
         #: (U, watcher JID) -> last document stored for the pair (known state after a restart).
         self._pair_state: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        #: (sender bare JID, addressee) -> what :meth:`_route` says; see ROUTE_CACHE_SIZE.
+        self._routes: dict[tuple[str, str], tuple[str, str] | tuple[()] | StanzaError] = {}
         #: (presentity URI, view content) -> (PIDF, Content-Language); see PIDF_CACHE_SIZE.
         self._pidf_cache: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
         # authorizations, (U, SIP AOR) -> record; a cache of the store
@@ -1782,19 +1793,18 @@ class PresenceService:
                 StanzaError("service-unavailable", "cancel", "presence is not being served")
             )
         self.counters["presence_received"] += 1
-        try:
-            contact = Jid.parse(presence.to_jid)
-        except StanzaRefused as exc:
-            raise StanzaErrorException(exc.error) from None
-        if contact.local is None:
+        key = (_bare(presence.from_jid), presence.to_jid)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._route(*key)
+            if len(self._routes) >= ROUTE_CACHE_SIZE:
+                del self._routes[next(iter(self._routes))]
+            self._routes[key] = route
+        if isinstance(route, StanzaError):
+            raise StanzaErrorException(route)
+        if not route:
             return  # to the component itself: not a SIP contact
-        contact_jid = str(contact.bare)
-        try:
-            # RFC 8048 §8.1 (point 40): only users of the XMPP domains the gateway serves.
-            self._domains.xmpp_sender_to_sip(_bare(presence.from_jid))
-            contact_uri = str(self._domains.xmpp_target_to_sip(contact_jid).aor)
-        except StanzaRefused as exc:
-            raise StanzaErrorException(exc.error) from None
+        contact_jid, contact_uri = route
         ptype = presence.type
         if ptype in (PresenceType.SUBSCRIBED, PresenceType.UNSUBSCRIBED):
             await self._load_auth((_bare(presence.from_jid), contact_uri))
@@ -1814,6 +1824,23 @@ class PresenceService:
             return
         if ptype in (PresenceType.SUBSCRIBE, PresenceType.UNSUBSCRIBE, PresenceType.PROBE):
             await self._on_x2s(presence, contact_jid, contact_uri)
+
+    def _route(self, sender: str, to_jid: str) -> tuple[str, str] | tuple[()] | StanzaError:
+        """(contact bare JID, contact AOR) for a presence from ``sender`` (a bare JID) to
+        ``to_jid``; ``()`` for the component itself; the refusal as a stanza error."""
+        try:
+            contact = Jid.parse(to_jid)
+        except StanzaRefused as exc:
+            return exc.error
+        if contact.local is None:
+            return ()
+        contact_jid = str(contact.bare)
+        try:
+            # RFC 8048 §8.1 (point 40): only users of the XMPP domains the gateway serves.
+            self._domains.xmpp_sender_to_sip(sender)
+            return contact_jid, str(self._domains.xmpp_target_to_sip(contact_jid).aor)
+        except StanzaRefused as exc:
+            return exc.error
 
     async def on_presence_error(self, presence: XmppPresence, error: StanzaError) -> None:
         """A presence the gateway sent bounced. A ``subscribe`` to an XMPP user that does

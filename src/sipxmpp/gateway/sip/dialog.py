@@ -52,6 +52,7 @@ intern table for good.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 from collections.abc import Iterable, Mapping
@@ -91,7 +92,10 @@ _MAX_LOCAL_CSEQ = 2**31 - 1
 _TRANSPORTS = ("udp", "tcp", "tls")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
+    # Cached: every in-dialog request asks about the same few hosts (the proxy, the peer),
+    # and ipaddress parsing costs more than the rest of next_hop().
     text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
         ipaddress.ip_address(text)
