@@ -57,6 +57,7 @@ class CliGateway:
 [sip]
 listen_host = "127.0.0.1"
 udp_port = {self.port}
+tcp_port = 0
 outbound_proxy = "sip:127.0.0.1:{proxy_port};transport=udp"
 t1 = {t1}
 

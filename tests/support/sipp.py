@@ -850,7 +850,7 @@ class Sipp:
             cmd += ["-sf", str(Path(self.scenario).resolve())]
         else:
             cmd += ["-sn", str(self.scenario)]
-        cmd += ["-i", LOOPBACK, "-p", str(self.port), "-t", self.transport]
+        cmd += ["-i", LOOPBACK, "-ci", LOOPBACK, "-p", str(self.port), "-t", self.transport]
         cmd += ["-buff_size", str(BUFF_SIZE), "-nostdin"]
         if self.calls is not None:
             cmd += ["-m", str(self.calls)]
