@@ -613,6 +613,10 @@ class _PagerOnly:
     def send_is_composing(self) -> bool:
         return False
 
+    @property
+    def tls_only(self) -> bool:
+        return False
+
 
 async def test_fallback_when_provisioning_says_pager_only(
     gateway: Gateway, proxy: UdpPeer, bob: XmppTestClient

@@ -57,6 +57,10 @@ class _SessionNoTyping:
     def send_is_composing(self) -> bool:
         return False
 
+    @property
+    def tls_only(self) -> bool:
+        return False
+
 
 async def test_invite_contact_is_the_xmpp_resource_as_gruu_and_no_typing_for_that_peer(
     prosody: Any, proxy: UdpPeer, bob: XmppTestClient

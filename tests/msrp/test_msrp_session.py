@@ -314,6 +314,26 @@ def test_oversized_single_chunk_gets_413_without_buffering() -> None:
     assert [r.status for r in replies] == [413]
 
 
+def test_one_chunk_message_declaring_a_total_over_the_limit_gets_413() -> None:
+    """A whole message in one chunk is checked like a reassembled one (§7.3.1, §10)."""
+    pair = bound_pair(settings_b=MsrpSettings(max_message_size=1000))
+    replies = inject(pair, pair.b, send_to_b(pair, byte_range=ByteRange(1, 2, 5000)))
+    assert [r.status for r in replies] == [413]
+    assert pair.b.of_type(MessageReceived) == []
+    aborted = pair.b.of_type(MessageAborted)
+    assert [(e.message_id, e.status) for e in aborted] == [("xm000001", 413)]
+
+
+def test_one_chunk_message_is_delivered_as_framed() -> None:
+    """§7.3.1: the octets framed count, not a range-end or total that disagrees with them
+    (the RFC's own examples miscount), and a missing Byte-Range means the whole message."""
+    pair = bound_pair()
+    inject(pair, pair.b, send_to_b(pair, byte_range=ByteRange(1, 5, 7), body=b"hi"))
+    inject(pair, pair.b, send_to_b(pair, "x0000002", message_id="xm000002", byte_range=None))
+    received = pair.b.of_type(MessageReceived)
+    assert [(m.message_id, m.body) for m in received] == [("xm000001", b"hi"), ("xm000002", b"hi")]
+
+
 def test_unsupported_media_type_gets_415() -> None:
     pair = bound_pair()
     mid = pair.a.session.send_message("text/html", b"<b>hi</b>", now=pair.now)

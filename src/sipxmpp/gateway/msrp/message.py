@@ -23,6 +23,7 @@ A bodiless request (§7.1) has no Content-Type and its end-line follows the head
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,14 @@ __all__ = [
 
 #: The seven hyphens that start every end-line (§7.1).
 END_LINE_PREFIX = b"-------"
+
+#: Distinct Content-Type values whose validity is remembered. A session uses a handful
+#: (text/plain, isComposing, message/cpim); the bound keeps values chosen by peers from
+#: growing memory (LRU).
+MEDIA_TYPE_CACHE_SIZE = 512
+#: Longest Content-Type value remembered (``text/plain;charset=UTF-8`` has 24 characters);
+#: longer ones are checked every time, so the cache holds at most 512 * 128 characters.
+MEDIA_TYPE_CACHE_MAX_CHARS = 128
 
 #: Header names the model stores in dedicated fields, lower-cased -> canonical spelling.
 KNOWN_HEADERS: dict[str, str] = {
@@ -196,14 +205,43 @@ def end_line_in_body(body: bytes, transaction_id: str) -> bool:
     the data and the real end-line follow the body, so matches may run into them.
     """
     marker = b"\r\n" + END_LINE_PREFIX + transaction_id.encode("ascii")
-    tail = body + marker + b"$\r\n"
-    i = tail.find(marker)
-    while 0 <= i < len(body):
-        after = tail[i + len(marker) : i + len(marker) + 3]
-        if len(after) == 3 and after[0:1] in (b"$", b"+", b"#") and after[1:] == b"\r\n":
+    width = len(marker) + 3
+    # Matches followed by three octets of the body itself.
+    i = body.find(marker)
+    while 0 <= i <= len(body) - width:
+        after = body[i + len(marker) : i + width]
+        if after[0:1] in _FLAG_OCTETS and after[1:] == b"\r\n":
             return True
-        i = tail.find(marker, i + 1)
+        i = body.find(marker, i + 1)
+    # Matches that run into what follows the body: only the last octets can start one, so
+    # only they are copied (never the whole body).
+    start = max(0, len(body) - width + 1)
+    tail = body[start:] + marker + b"$\r\n"
+    limit = len(body) - start
+    j = tail.find(marker)
+    while 0 <= j < limit:
+        after = tail[j + len(marker) : j + width]
+        if len(after) == 3 and after[0:1] in _FLAG_OCTETS and after[1:] == b"\r\n":
+            return True
+        j = tail.find(marker, j + 1)
     return False
+
+
+_FLAG_OCTETS = (b"$", b"+", b"#")
+
+
+def valid_content_type(value: str) -> bool:
+    """Whether ``value`` is a media type with parameters (RFC 2045 §5.1 tokens)."""
+    if len(value) > MEDIA_TYPE_CACHE_MAX_CHARS:
+        return _check_media_type(value)
+    return _cached_media_type(value)
+
+
+def _check_media_type(value: str) -> bool:
+    return _MEDIA_TYPE_RE.fullmatch(value) is not None
+
+
+_cached_media_type = functools.lru_cache(maxsize=MEDIA_TYPE_CACHE_SIZE)(_check_media_type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +280,7 @@ class MsrpRequest:
         if (self.body is None) != (self.content_type is None):
             # §7.1: a body needs Content-Type; a bodiless request has no Content-Type.
             raise LocalMsrpError("Content-Type is present exactly when there is a body")
-        if self.content_type is not None and not _MEDIA_TYPE_RE.fullmatch(self.content_type):
+        if self.content_type is not None and not valid_content_type(self.content_type):
             raise LocalMsrpError(f"invalid Content-Type {self.content_type!r}")
         if self.body is not None and end_line_in_body(self.body, self.transaction_id):
             raise LocalMsrpError("the end-line occurs in the body; choose another tid (§7.1)")

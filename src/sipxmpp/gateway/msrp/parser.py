@@ -38,6 +38,7 @@ must be the last header (§7.1); anything after it is a 400.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
@@ -103,9 +104,14 @@ _MSRP_PREFIX = b"MSRP "
 _FLAGS = {b"$": EndFlag.COMPLETE, b"+": EndFlag.CONTINUED, b"#": EndFlag.ABORTED}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawFrame:
-    """One frame cut from the stream, before header validation."""
+    """One frame cut from the stream, before header validation.
+
+    An intermediate record handed from the framer to :func:`decode_frame` once per frame;
+    not frozen, because a frozen dataclass pays a generic ``object.__setattr__`` per field
+    on construction and this one is built for every frame. Nothing modifies it.
+    """
 
     transaction_id: str
     method: str | None
@@ -158,6 +164,7 @@ class MsrpFramer:
     def _reset_frame(self) -> None:
         self._tid = ""
         self._tid_bytes = b""
+        self._end_marker = b"\r\n" + END_LINE_PREFIX
         self._method: str | None = None
         self._status: int | None = None
         self._comment: bytes | None = None
@@ -195,6 +202,11 @@ class MsrpFramer:
             if state is _State.BROKEN:
                 raise RemoteMsrpError("MSRP stream is out of sync", 400, fatal=True)
             if state is _State.START:
+                if not self._buf:
+                    return None
+                frame = self._whole_frame()
+                if frame is not None:
+                    return frame
                 if not self._parse_start():
                     return None
             elif state is _State.HEADERS:
@@ -214,6 +226,69 @@ class MsrpFramer:
                 if frame is None:
                     return None
                 return frame
+
+    # -- the whole-frame fast path ----------------------------------------------------
+    def _whole_frame(self) -> RawFrame | None:
+        """The next frame in one pass, when all of it is buffered and it is ordinary.
+
+        Chat messages are small and usually arrive whole in one read, so instead of walking
+        the state machine line by line this finds the start line, the blank line and the
+        end-line with a few searches. Anything unusual (padding, an incomplete frame, a
+        limit reached, a marker that is not a real end-line) returns None and leaves the
+        buffer untouched: the state machine then does the work, with the same result it
+        would have had anyway (the tests feed every case both whole and byte by byte).
+        """
+        buf = self._buf
+        if not buf.startswith(_MSRP_PREFIX):
+            return None
+        eol = buf.find(b"\r\n", 0, MAX_START_LINE + 1)
+        if eol < 0:
+            return None
+        m = _START_RE.fullmatch(buf, 0, eol)
+        if m is None:
+            return None
+        tid = m.group("tid")
+        marker = b"\r\n" + END_LINE_PREFIX + tid
+        first = buf.find(marker, eol)
+        if first < 0:
+            return None
+        # The bound lets a blank line whose CRLF is the marker's own be found: the frame
+        # then has a body, which the marker does not end (it precedes the body).
+        blank = buf.find(b"\r\n\r\n", eol, first + 2)
+        if blank < 0:
+            # Bodiless: the end-line follows the last header line (§7.1).
+            end, head_end, body = first, first, None
+        else:
+            body_start = blank + 4
+            end = buf.find(marker, body_start)
+            if end < 0 or end - body_start > self._max_body:
+                return None
+            head_end = blank
+            body = bytes(buf[body_start:end])
+        after = end + len(marker)
+        if len(buf) < after + 3 or buf[after + 1 : after + 3] != b"\r\n":
+            return None
+        flag = _FLAGS.get(bytes(buf[after : after + 1]))
+        if flag is None:
+            return None
+        if head_end - eol > self._max_header_block:
+            return None
+        lines = tuple(bytes(buf[eol + 2 : head_end]).split(b"\r\n")) if head_end > eol else ()
+        if len(lines) > MAX_HEADER_LINES:
+            return None
+        # Take every group before the buffer changes: a match reads its (mutable) subject.
+        method, code, comment = m.group("method", "code", "comment")
+        del buf[: after + 3]
+        self._scan = 0
+        return RawFrame(
+            transaction_id=tid.decode("ascii"),
+            method=None if method is None else method.decode("ascii"),
+            status=None if code is None else int(code),
+            comment=comment,
+            header_lines=lines,
+            body=body,
+            end_flag=flag,
+        )
 
     # -- START -------------------------------------------------------------------------
     def _parse_start(self) -> bool:
@@ -237,6 +312,7 @@ class MsrpFramer:
         self._reset_frame()
         self._tid_bytes = m.group("tid")
         self._tid = self._tid_bytes.decode("ascii")
+        self._end_marker = b"\r\n" + END_LINE_PREFIX + self._tid_bytes
         if m.group("method") is not None:
             self._method = m.group("method").decode("ascii")
         else:
@@ -247,50 +323,50 @@ class MsrpFramer:
         self._state = _State.HEADERS
         return True
 
-    def _end_flag(self, line: bytes) -> EndFlag | None:
-        prefix = END_LINE_PREFIX + self._tid_bytes
-        if len(line) == len(prefix) + 1 and line.startswith(prefix):
-            return _FLAGS.get(line[-1:])
-        return None
-
     # -- HEADERS -----------------------------------------------------------------------
     def _parse_headers(self) -> RawFrame | None:
         buf = self._buf
+        scan = self._scan
+        lines = self._lines
+        # The end-line of a bodiless request, without its leading CRLF and its flag.
+        prefix = self._end_marker[2:]
+        end_line_len = len(prefix) + 1
         while True:
-            end = buf.find(b"\r\n", self._scan)
+            end = buf.find(b"\r\n", scan)
             if end < 0:
-                if len(buf) - self._scan > self._max_header_block:
+                self._scan = scan
+                if len(buf) - scan > self._max_header_block:
                     # No CRLF in the rest of the buffer: keep only a possible end-line start.
-                    keep_from = max(self._scan, len(buf) - len(self._marker()) - 2)
+                    keep_from = max(scan, len(buf) - len(self._end_marker) - 2)
                     self._start_discard(400, "header block too large", keep_from)
                 return None
-            line = bytes(buf[self._scan : end])
-            flag = self._end_flag(line)
-            if flag is not None:
-                del buf[: end + 2]
-                return self._finish(None, flag)
-            if not line:
+            length = end - scan
+            if length == 0:
                 self._body_start = end + 2
                 self._scan = self._body_start
                 self._state = _State.BODY
                 return None
-            self._header_bytes += len(line) + 2
-            if self._header_bytes > self._max_header_block or len(self._lines) >= MAX_HEADER_LINES:
+            if length == end_line_len and buf.startswith(prefix, scan):
+                flag = _FLAGS.get(bytes(buf[end - 1 : end]))
+                if flag is not None:
+                    del buf[: end + 2]
+                    return self._finish(None, flag)
+            self._header_bytes += length + 2
+            if self._header_bytes > self._max_header_block or len(lines) >= MAX_HEADER_LINES:
                 # Later lines (maybe the end-line, maybe further frames) are still buffered:
                 # drop only what was examined. The CRLF ending this line stays, so an
                 # end-line right after it is found by the discard scan.
-                self._start_discard(400, "header block too large", self._scan)
+                self._scan = scan
+                self._start_discard(400, "header block too large", scan)
                 return None
-            self._lines.append(line)
-            self._scan = end + 2
+            lines.append(bytes(buf[scan:end]))
+            scan = end + 2
+            self._scan = scan
 
     # -- BODY --------------------------------------------------------------------------
-    def _marker(self) -> bytes:
-        return b"\r\n" + END_LINE_PREFIX + self._tid_bytes
-
     def _scan_body(self) -> RawFrame | None:
         buf = self._buf
-        marker = self._marker()
+        marker = self._end_marker
         while True:
             i = buf.find(marker, self._scan)
             if i < 0:
@@ -328,7 +404,7 @@ class MsrpFramer:
 
     def _scan_discard(self) -> RawFrame | None:
         buf = self._buf
-        marker = self._marker()
+        marker = self._end_marker
         while True:
             i = buf.find(marker, self._scan)
             if i < 0:
@@ -369,6 +445,35 @@ class MsrpFramer:
 # -- decoding ----------------------------------------------------------------------------
 
 
+#: Header names spelled as §9 spells them -> their lower-case key. Nearly every header
+#: line a peer sends is one of these, and finding its name here spares the name check
+#: and the case folding of :func:`_split_header` on the per-message path.
+_CANONICAL_NAMES: dict[bytes, str] = {
+    name.encode("ascii"): key for key, name in KNOWN_HEADERS.items()
+}
+
+#: Distinct Byte-Range values whose parsed form is remembered: a one-chunk message of n
+#: octets always says ``1-n/n``, so a few hundred values cover most traffic. Bounded
+#: (LRU), so values chosen by a peer cannot grow memory.
+BYTE_RANGE_CACHE_SIZE = 1024
+
+
+def _header(line: bytes) -> tuple[str, str, str]:
+    """(name, lower-case name, value) of one header line; RemoteMsrpError if malformed."""
+    colon = line.find(b":")
+    key = _CANONICAL_NAMES.get(line[:colon]) if colon > 0 else None
+    if key is None:
+        name, value = _split_header(line)
+        return name, name.lower(), value
+    if b"\r" in line or b"\n" in line or b"\x00" in line:
+        raise RemoteMsrpError(f"control character in header {KNOWN_HEADERS[key]}", 400)
+    try:
+        value = line[colon + 1 :].decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteMsrpError("header line is not UTF-8", 400) from None
+    return KNOWN_HEADERS[key], key, value.strip(" \t")
+
+
 def _split_header(line: bytes) -> tuple[str, str]:
     try:
         text = line.decode("utf-8")
@@ -406,6 +511,7 @@ def raw_to_path(frame: RawFrame) -> tuple[MsrpUri, ...] | None:
     return None
 
 
+@functools.lru_cache(maxsize=BYTE_RANGE_CACHE_SIZE)
 def _parse_byte_range(value: str) -> ByteRange:
     m = _BYTE_RANGE_RE.fullmatch(value)
     if m is None:
@@ -452,9 +558,20 @@ def decode_frame(frame: RawFrame) -> MsrpMessage:
     content_type: str | None = None
     extra: list[tuple[str, str]] = []
     seen: set[str] = set()
+    canonical = _CANONICAL_NAMES
     for line in frame.header_lines:
-        name, value = _split_header(line)
-        key = name.lower()
+        # The usual line (a §9 header name as spelled there, a clean UTF-8 value) is taken
+        # apart here; anything else goes through _header, which also reports the errors.
+        colon = line.find(b":")
+        key = canonical.get(line[:colon]) if colon > 0 else None
+        if key is None or b"\r" in line or b"\n" in line or b"\x00" in line:
+            name, key, value = _header(line)
+        else:
+            try:
+                value = line[colon + 1 :].decode("utf-8").strip(" \t")
+            except UnicodeDecodeError:
+                raise RemoteMsrpError("header line is not UTF-8", 400) from None
+            name = KNOWN_HEADERS[key]
         if content_type is not None:
             raise RemoteMsrpError("Content-Type must be the last header (§7.1)", 400)
         if key in KNOWN_HEADERS:

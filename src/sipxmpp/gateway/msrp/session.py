@@ -115,6 +115,10 @@ ALWAYS_ACCEPTED_TYPES: tuple[str, ...] = ("multipart/mixed", "multipart/alternat
 #: senders stop promptly, and forgetting an old id only costs another 413 computation.
 MAX_REFUSED_MESSAGE_IDS = 64
 
+#: Media types whose accept-types verdict a session remembers (§7.3.1 check on every SEND).
+#: A peer uses a handful; past the bound the memory is simply started afresh.
+MAX_REMEMBERED_TYPES = 32
+
 #: Deferred delivery: how long a completed incoming message waits for the application's
 #: verdict before the core answers it. Well below the sender's 30 s transaction timer
 #: (§7.3) so the sender learns the outcome from our response, not from its own timeout.
@@ -280,6 +284,7 @@ class MsrpSession:
         self._refused: OrderedDict[str, None] = OrderedDict()
         self.defer_delivery = False
         """Hold each received message's response until :meth:`answer_message`."""
+        self._accepted: dict[str, bool] = {}
 
     # -- public API ----------------------------------------------------------------------
     @property
@@ -435,8 +440,15 @@ class MsrpSession:
             self._refused.popitem(last=False)
 
     def _accepts(self, media_type: str) -> bool:
+        known = self._accepted.get(media_type)
+        if known is not None:
+            return known
         patterns: Iterable[str] = (*self.accept_types, *ALWAYS_ACCEPTED_TYPES)
-        return any(media_type_matches(p, media_type) for p in patterns)
+        verdict = any(media_type_matches(p, media_type) for p in patterns)
+        if len(self._accepted) >= MAX_REMEMBERED_TYPES:
+            self._accepted.clear()
+        self._accepted[media_type] = verdict
+        return verdict
 
 
 class MsrpConnection:
@@ -513,9 +525,16 @@ class MsrpConnection:
 
     def data_to_send(self) -> bytes:
         """Octets to write to the transport, in order; empties the output buffer."""
+        if not self._out:
+            return b""
         data = bytes(self._out)
         self._out.clear()
         return data
+
+    @property
+    def has_output(self) -> bool:
+        """True while :meth:`data_to_send` or :meth:`next_event` has something to give."""
+        return bool(self._out) or bool(self._events)
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next be called, or None."""
@@ -907,6 +926,33 @@ class MsrpConnection:
                 session._refuse(message_id)
                 self._respond(request, 413, local, sid, "too many incomplete messages")
                 return
+            byte_range = request.byte_range
+            if request.end_flag is EndFlag.COMPLETE and (
+                byte_range is None or byte_range.start == 1
+            ):
+                # A whole message in one chunk (the usual chat message): what reassembly
+                # would conclude, without its buffers (§7.3.1; same limits as add_chunk).
+                body = request.body
+                total = None if byte_range is None else byte_range.total
+                size = len(body)
+                limit = session.max_message_size
+                if (total is not None and total > limit) or size > limit:
+                    reason = f"message of {max(size, total or 0)} octets over the limit"
+                    session._refuse(message_id)
+                    self._abort_incoming(session, message_id, reason, 413)
+                    self._respond(request, 413, local, sid, reason)
+                    return
+                self._complete(
+                    session,
+                    request,
+                    body,
+                    request.content_type,
+                    request.headers,
+                    request.wants_success_report,
+                    request.from_path,
+                    now,
+                )
+                return
             incoming = IncomingMessage(message_id, session.max_message_size)
         try:
             incoming.add_chunk(request, now, self._settings.reassembly_timeout)
@@ -920,7 +966,34 @@ class MsrpConnection:
             session._incoming[message_id] = incoming
             return
         session._incoming.pop(message_id, None)
-        body = incoming.body()
+        self._complete(
+            session,
+            request,
+            incoming.body(),
+            incoming.content_type,
+            incoming.headers,
+            incoming.success_report,
+            incoming.from_path,
+            now,
+        )
+
+    def _complete(
+        self,
+        session: MsrpSession,
+        request: MsrpRequest,
+        body: bytes,
+        content_type: str | None,
+        headers: tuple[tuple[str, str], ...],
+        success_report: bool,
+        report_to: tuple[MsrpUri, ...],
+        now: float,
+    ) -> None:
+        """A message is complete: answer (or hold the answer, deferred delivery), emit
+        :class:`MessageReceived`, send the Success REPORT when due (§7.1.2)."""
+        local = session.local_uri
+        sid = session.session_id
+        message_id = request.message_id
+        assert message_id is not None
         if session.defer_delivery:
             key = (sid, message_id)
             if len(self._pending) >= MAX_PENDING_DELIVERIES or key in self._pending:
@@ -931,9 +1004,9 @@ class MsrpConnection:
             self._pending[key] = _PendingDelivery(
                 session,
                 request,
-                incoming.from_path,
+                report_to,
                 len(body),
-                incoming.success_report,
+                success_report,
                 now + DELIVERY_ANSWER_TIMEOUT,
             )
         else:
@@ -942,14 +1015,14 @@ class MsrpConnection:
             MessageReceived(
                 sid,
                 message_id,
-                incoming.content_type or request.content_type or "text/plain",
+                content_type or request.content_type or "text/plain",
                 body,
-                incoming.success_report,
-                incoming.headers,
+                success_report,
+                headers,
             )
         )
-        if incoming.success_report and not session.defer_delivery:
-            self._send_success_report(local, incoming.from_path, message_id, len(body))
+        if success_report and not session.defer_delivery:
+            self._send_success_report(local, report_to, message_id, len(body))
 
 
 def _raw_header(frame: RawFrame, name: str) -> str | None:

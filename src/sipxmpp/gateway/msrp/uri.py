@@ -23,13 +23,22 @@ is therefore *textual*; protocol equivalence is :meth:`MsrpUri.equivalent` (§6.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
 
 from .errors import LocalMsrpError, RemoteMsrpError
 
-__all__ = ["MsrpUri", "parse_uri", "parse_path", "DEFAULT_PORT", "MAX_URI_LENGTH"]
+__all__ = [
+    "MsrpUri",
+    "parse_uri",
+    "parse_path",
+    "DEFAULT_PORT",
+    "MAX_URI_LENGTH",
+    "PATH_CACHE_SIZE",
+    "PATH_CACHE_MAX_CHARS",
+]
 
 #: The IANA-registered MSRP port (TCP and TLS alike). Only used by callers that need a number;
 #: comparison never substitutes it for an absent port (§6.1 rule 3).
@@ -42,6 +51,18 @@ MAX_URI_LENGTH = 1024
 #: Most URIs in one To-Path/From-Path. An endpoint-to-endpoint session has one; each relay
 #: (RFC 4976) adds one. Sixteen is far beyond any deployed relay chain.
 MAX_PATH_URIS = 16
+
+#: Distinct path values and hosts whose parsed form is remembered. Every request of a
+#: session repeats the same To-Path and From-Path (RFC 4975 §7.1), so parsing them once per
+#: session instead of once per message takes URI parsing and IP address normalisation off
+#: the per-message path. 4096 entries cover the gateway's default session limits (1000
+#: sessions, two paths each); a peer sending ever new paths only evicts older entries (LRU).
+PATH_CACHE_SIZE = 4096
+
+#: Longest path value (and host) that is remembered: an endpoint's path is one URI of about
+#: 60 octets, a relayed one a few; longer values are parsed every time, so the caches hold
+#: at most PATH_CACHE_SIZE * 512 characters (2 MiB) whatever a peer sends.
+PATH_CACHE_MAX_CHARS = 512
 
 _UNRESERVED = r"A-Za-z0-9\-._~"
 _SUB_DELIMS = r"!$&'()*+,;="
@@ -68,6 +89,12 @@ def _pct_decode_unreserved(text: str) -> str:
 
 
 def _host_key(host: str) -> str:
+    if len(host) > PATH_CACHE_MAX_CHARS:
+        return _normalise_host(host)
+    return _cached_host_key(host)
+
+
+def _normalise_host(host: str) -> str:
     if host.startswith("["):
         try:
             return "[" + ipaddress.IPv6Address(host[1:-1]).compressed + "]"
@@ -78,6 +105,9 @@ def _host_key(host: str) -> str:
         return str(ipaddress.IPv4Address(decoded))
     except ValueError:
         return decoded
+
+
+_cached_host_key = functools.lru_cache(maxsize=PATH_CACHE_SIZE)(_normalise_host)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +182,10 @@ class MsrpUri:
 
     def equivalent(self, other: MsrpUri) -> bool:
         """RFC 4975 §6.1 URI comparison."""
+        # Textually equal URIs (the common case: a peer repeats the URI it was given) are
+        # equivalent without normalising anything.
+        if self is other or self == other:
+            return True
         return self.comparison_key() == other.comparison_key()
 
 
@@ -200,10 +234,25 @@ def parse_uri(text: str) -> MsrpUri:
 
 
 def parse_path(value: str) -> tuple[MsrpUri, ...]:
-    """Parse a To-Path/From-Path value (§9: URIs separated by single spaces)."""
+    """Parse a To-Path/From-Path value (§9: URIs separated by single spaces).
+
+    Results are shared (the URIs are immutable) and remembered for the next request
+    repeating the same value (see :data:`PATH_CACHE_SIZE`); errors are not remembered.
+    """
+    if len(value) > PATH_CACHE_MAX_CHARS:
+        if len(value) > MAX_PATH_URIS * (MAX_URI_LENGTH + 1):
+            raise RemoteMsrpError("MSRP path too long", 400)
+        return _parse_path(value)
+    return _cached_parse_path(value)
+
+
+def _parse_path(value: str) -> tuple[MsrpUri, ...]:
     items = value.split(" ")
     if not value or any(not item for item in items):
         raise RemoteMsrpError(f"malformed MSRP path {value!r}", 400)
     if len(items) > MAX_PATH_URIS:
         raise RemoteMsrpError("too many URIs in MSRP path", 400)
     return tuple(parse_uri(item) for item in items)
+
+
+_cached_parse_path = functools.lru_cache(maxsize=PATH_CACHE_SIZE)(_parse_path)

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -122,7 +123,15 @@ from sipxmpp.gateway.xmpp.errors import (
 from sipxmpp.mapping import chat as chat_map
 from sipxmpp.mapping import errors as error_map
 from sipxmpp.mapping.addresses import DomainMap, Jid, SipUri, is_public_gruu
-from sipxmpp.mapping.cpim import CpimAddress, CpimError, CpimMessage, parse_cpim, serialize_cpim
+from sipxmpp.mapping.cpim import (
+    CpimAddress,
+    CpimError,
+    CpimMessage,
+    CpimSubject,
+    parse_cpim,
+    serialize_cpim,
+    unsupported_required,
+)
 from sipxmpp.mapping.iscomposing import (
     ISCOMPOSING_MIME_TYPE,
     IsComposingError,
@@ -131,6 +140,7 @@ from sipxmpp.mapping.iscomposing import (
 )
 from sipxmpp.mapping.messages import parse_content_type, thread_to_call_id
 from sipxmpp.mapping.model import MappingRefused, StanzaError, StanzaRefused, XmppMessage
+from sipxmpp.mapping.pidf import is_language_tag
 
 __all__ = [
     "ChatService",
@@ -176,7 +186,7 @@ XMPP_CONGESTION_RETRY = 0.1
 _TEXT_PLAIN = "text/plain;charset=UTF-8"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Inbound:
     """A message received over MSRP whose response waits for the XMPP hand-over."""
 
@@ -202,9 +212,14 @@ class PagerService(Protocol):
 
 
 class PeerPolicy(Protocol):
+    """What the peer network's provisioning says (``runtime.provisioning.PeerCapabilities``)."""
+
     def use_session_mode(self) -> bool: ...
 
     def send_is_composing(self) -> bool: ...
+
+    @property
+    def tls_only(self) -> bool: ...
 
 
 class _Dispatcher(Protocol):
@@ -448,8 +463,9 @@ class ChatService:
         if chat is not None:
             await self.on_message(msg)
             return
+        secure = self._offer_tls(dest, peer)
         try:
-            local = self.transport.new_local_uri(host=self._cfg.public_host)
+            local = self.transport.new_local_uri(secure=secure, host=self._cfg.public_host)
             session = self.table.create_session(
                 local,
                 accept_types=self._accept_types(),
@@ -465,6 +481,7 @@ class ChatService:
             accept_types=self._accept_types(),
             accept_wrapped_types=CHAT_WRAPPED_TYPES if self._cfg.wrap_cpim else (),
             max_size=self._cfg.max_message_size,
+            secure=secure,
             session_id=_sdp_id(self._ids),
         )
         call_id = thread_to_call_id(msg.thread) or self._ids.call_id()
@@ -507,6 +524,22 @@ class ChatService:
         log.info("chat.invite.sent", extra=kv(user=pair[0], peer=str(target), call_id=call_id))
         self._arm_chat(chat)
         self._pump()
+
+    def _offer_tls(self, dest: TransportAddress, peer: PeerPolicy | None) -> bool:
+        """Whether our offer is ``TCP/TLS/MSRP`` with an ``msrps:`` path (RFC 4975 §8.1, §14).
+
+        Only with a TLS listener (the offer names where we listen, RFC 6135 §4.2.2), and
+        then when plain TCP is not an option: no TCP listener, the SIP next hop is reached
+        over TLS (the chat gets the protection its signalling has), or the peer's
+        provisioning says TLS only (parameter 3). [ours]: one m=message line with one
+        protocol; two lines (TCP and TLS) would let the peer accept both streams.
+        """
+        addresses = self.transport.local_addresses
+        if "tls" not in addresses:
+            return False
+        if "tcp" not in addresses or dest.transport == "tls":
+            return True
+        return peer is not None and peer.tls_only
 
     def _accept_types(self) -> tuple[str, ...]:
         if self._cfg.wrap_cpim:
@@ -702,10 +735,19 @@ class ChatService:
         if negotiated is None or _matches(negotiated.remote.accept_types, media):
             return ctype, data
         if self._cfg.wrap_cpim and _matches(negotiated.remote.accept_types, "message/cpim"):
+            # RFC 3862 §3-§4: From and To are the two users (as RFC 7702 §5.5 Table 4 maps
+            # them for groupchat), DateTime the moment of sending (§4.4, RFC 3339 in UTC);
+            # XMPP <subject/> and xml:lang travel as CPIM Subject (§4.5) and the wrapped
+            # object's Content-Language (RFC 7572 §8 maps xml:lang to Content-Language).
+            subject = msg.subject if msg is not None else None
+            lang = msg.lang if msg is not None and msg.lang and is_language_tag(msg.lang) else None
             cpim = CpimMessage(
                 from_=CpimAddress(chat.local_uri),
                 to=(CpimAddress(chat.remote_uri),),
+                date_time=_cpim_datetime(),
+                subjects=(CpimSubject(subject, lang),) if subject else (),
                 content_type=ctype,
+                content_headers=(("Content-Language", lang),) if lang else (),
                 body=data,
             )
             return "message/cpim", serialize_cpim(cpim)
@@ -764,18 +806,35 @@ class ChatService:
     def _on_msrp_message(self, chat: _Chat, ev: MessageReceived) -> None:
         """Map a received MSRP message; its response and Success-Report wait (deferred
         delivery) until the stanza is handed to the XMPP edge, see :meth:`_drain_inbound`."""
-        chat.last_activity = self._now()
-        media, params = parse_content_type(ev.content_type)
-        body = ev.body
-        if media == "message/cpim":
-            try:
+        now = chat.last_activity = self._now()
+        subject: str | None = None
+        lang: str | None = None
+        try:
+            media, params = parse_content_type(ev.content_type)
+            body = ev.body
+            if media == "message/cpim":
                 inner = parse_cpim(body, max_size=self._cfg.max_message_size)
-            except CpimError as e:
-                log.info("chat.cpim.unusable", extra=kv(reason=str(e)))
-                self._answer(chat, ev.message_id, 400, f"unusable message/cpim: {e}")
-                return
-            media, params = parse_content_type(inner.content_type)
-            body = inner.body
+                missing = unsupported_required(inner)
+                if missing:
+                    # RFC 3862 §4.7: a recipient that does not understand a Require'd
+                    # header must not act on the message; §10 of RFC 4975 has 415 for
+                    # content the recipient cannot process.
+                    log.info("chat.cpim.required", extra=kv(headers=",".join(missing)))
+                    reason = f"message/cpim requires {', '.join(missing)}"
+                    self._answer(chat, ev.message_id, 415, reason)
+                    return
+                media, params = parse_content_type(inner.content_type)
+                body = inner.body
+                if inner.subjects:
+                    subject = inner.subjects[0].text
+                lang = next(
+                    (v for k, v in inner.content_headers if k.lower() == "content-language"),
+                    None,
+                )
+        except (CpimError, MappingRefused) as e:
+            log.info("chat.cpim.unusable", extra=kv(reason=str(e)))
+            self._answer(chat, ev.message_id, 400, f"unusable message: {e}")
+            return
         if media == ISCOMPOSING_MIME_TYPE:
             try:
                 state = chat_map.iscomposing_to_chatstate(parse_iscomposing(body))
@@ -790,7 +849,7 @@ class ChatService:
                 thread=chat.thread,
                 chat_state=state.value,
             )
-            self._enqueue_inbound(chat, ev.message_id, stanza, counted=False)
+            self._enqueue_inbound(chat, ev.message_id, stanza, counted=False, now=now)
             return
         if media != "text/plain":
             # RFC 4975 §10: 415 for a type we cannot carry (e.g. wrapped in message/cpim).
@@ -807,16 +866,18 @@ class ChatService:
             to_jid=chat.xmpp_jid,
             type="chat",
             body=text,
+            subject=subject,
             thread=chat.thread,
             id=self._ids.token(64),
+            lang=lang if lang and is_language_tag(lang) else None,
             receipt_request=chat_map.receipt_requested("yes" if ev.success_report else None),
         )
-        self._enqueue_inbound(chat, ev.message_id, stanza, counted=True)
+        self._enqueue_inbound(chat, ev.message_id, stanza, counted=True, now=now)
 
     def _enqueue_inbound(
-        self, chat: _Chat, message_id: str, stanza: XmppMessage, *, counted: bool
+        self, chat: _Chat, message_id: str, stanza: XmppMessage, *, counted: bool, now: float
     ) -> None:
-        deadline = self._now() + XMPP_CONGESTION_WAIT
+        deadline = now + XMPP_CONGESTION_WAIT
         chat.inbound.append(_Inbound(message_id, stanza, deadline, counted))
         self._drain_inbound(chat)
 
@@ -1190,6 +1251,11 @@ def _gruu_contact(uri: SipUri) -> str | None:
     §2.4: ``sip:user@domain;gr=resource``), in angle brackets so ``gr`` stays inside the
     URI (RFC 3261 §20). None (the gateway's own Contact) when there is no resource."""
     return f"<{uri}>" if is_public_gruu(uri) else None
+
+
+def _cpim_datetime() -> str:
+    """CPIM DateTime for a message sent now (RFC 3862 §4.4: RFC 3339, here in UTC)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _sdp_id(ids: IdGenerator) -> int:

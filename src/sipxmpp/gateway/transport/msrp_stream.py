@@ -528,7 +528,30 @@ class MsrpTransport:
     def service(self, session: MsrpSession) -> None:
         """Write what the core holds for ``session``'s connection and re-arm its timer
         (after the runtime drove that session's core directly, e.g. answered a message)."""
-        self._service_session(session)
+        core = session.connection
+        link = self._by_core.get(core) if core is not None else None
+        if link is None:
+            return
+        if link.busy:
+            # Called from inside this connection's own service round (on_event answered a
+            # message): the round picks the output up, and needs another pass only if the
+            # core produced something (a Failure-Report: no answer produces nothing).
+            if link.core.has_output:
+                link.again = True
+            return
+        self._service(link)
+
+    def abort_connection(self, session: MsrpSession) -> bool:
+        """Drop the connection carrying ``session`` at once, discarding what is queued for
+        it and without any MSRP goodbye (e.g. a peer to be cut off). Every session on it
+        fails (RFC 4975 §5.4), which ``on_event`` hears as for any lost connection. False
+        if the session is not bound to a connection."""
+        core = session.connection
+        link = self._by_core.get(core) if core is not None else None
+        if link is None:
+            return False
+        link.stream.abort()
+        return True
 
     def flush(self) -> None:
         """Write whatever the cores hold and re-arm their timers; call after driving a core
