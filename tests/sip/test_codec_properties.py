@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 
 from sipxmpp.gateway.sip.errors import RemoteSipError
 from sipxmpp.gateway.sip.grammar import CSeq, NameAddr, SipUri, Via
-from sipxmpp.gateway.sip.message import Headers, Message, Request, Response, serialize
+from sipxmpp.gateway.sip.message import (
+    Headers,
+    Message,
+    Request,
+    Response,
+    serialize,
+    wire_size,
+)
 from sipxmpp.gateway.sip.parser import KeepAlive, SipParseError, StreamFramer, parse_message
 
 CORPUS = sorted((Path(__file__).resolve().parent.parent / "data" / "rfc4475").glob("*/*.dat"))
@@ -87,6 +94,7 @@ def messages(draw: st.DrawFn) -> Message:
 @given(messages())
 def test_parse_serialize_round_trip(message: Message) -> None:
     wire = serialize(message)
+    assert wire_size(message) == len(wire)
     assert parse_message(wire) == message
     assert serialize(parse_message(wire)) == wire
 

@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sipxmpp.gateway.sip import grammar
 from sipxmpp.gateway.sip.address import TransportAddress
 from sipxmpp.gateway.sip.build import DIALOG_CREATING_METHODS, make_response
+from sipxmpp.gateway.sip.errors import RemoteSipError
 from sipxmpp.gateway.sip.grammar import (
     Via,
     _bare_address,
@@ -203,3 +205,83 @@ def test_a_forked_child_does_not_repeat_its_parents_identifiers() -> None:
     os.waitpid(pid, 0)
     assert len(child_tag) == 16
     assert child_tag != ids.tag()
+
+
+# -- parse_via / parse_name_addr: the template caches for fresh branches and tags --------------
+
+
+def _plain_via(text: str) -> Via:
+    return grammar._parse_via_text.__wrapped__(text)  # type: ignore[attr-defined]
+
+
+def _plain_name_addr(text: str) -> object:
+    return grammar._parse_name_addr_text.__wrapped__(text)  # type: ignore[attr-defined]
+
+
+def _outcome(parse: object, text: str) -> object:
+    try:
+        return ("ok", parse(text))  # type: ignore[operator]
+    except RemoteSipError as exc:
+        return ("error", exc.status_hint, exc.msg)
+
+
+VIA_TEXTS = [
+    "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-1-bench;rport",
+    "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKx;rport",  # the placeholder itself
+    "SIP/2.0/TCP host.example.com;rport;branch=z9hG4bK776asdhds",
+    "SIP/2.0/UDP 192.0.2.1:5060;received=192.0.2.2;branch=z9hG4bKnashds8",
+    "SIP/2.0/UDP [2001:db8::9:1];branch=z9hG4bKas3-111;received=[2001:db8::9:255]",
+    "SIP/2.0/UDP h.example.com;branch=a b",  # not a token: plain parse (and its error)
+    "SIP/2.0/UDP h.example.com;branch=",
+    'SIP/2.0/UDP h.example.com;branch="quoted"',
+    "SIP/2.0/UDP h.example.com;branch=1;branch=2",
+    "SIP/2.0/UDP h.example.com;Branch=1;branch=2",
+    "SIP/2.0/UDP h.example.com ; branch = 1;branch=2",
+    "SIP/2.0/UDP h.example.com;branch=z9hG4bK1;ttl=1000",  # bad ttl: the same error
+    "SIP/2.0/UDP h..example.com;branch=z9hG4bK1",
+    "SIP/2.0/UDP h.example.com;branch=z9hG4bK1 ",
+]
+
+NAME_ADDR_TEXTS = [
+    "<sip:alice@example.test>;tag=4242B1",
+    '"Alice" <sip:alice@example.test>;tag=4242B1',
+    '"Al;tag=ice" <sip:alice@example.test>;tag=x',
+    "<sip:alice@example.test;tag=uri-param>;tag=header",
+    "<sip:alice@example.test;tag=uri-param>",
+    "sip:alice@example.test;tag=addr-spec",
+    "Alice <sip:alice@example.test>;tag=a;tag=b",
+    "<sip:alice@example.test>;tag=a b",
+    "<sip:alice@example.test>;tag=",
+    "<sip:alice@exa mple.test>;tag=1",
+    "<sip:alice@example.test>;tag=z9hG4bKx",
+    '<sip:alice@example.test>;tag=1;expires=3600;+sip.instance="<urn:uuid:1>"',
+]
+
+
+@pytest.mark.parametrize("text", VIA_TEXTS)
+def test_via_template_parse_equals_plain_parse(text: str) -> None:
+    assert _outcome(parse_via, text) == _outcome(_plain_via, text)
+
+
+@pytest.mark.parametrize("text", NAME_ADDR_TEXTS)
+def test_name_addr_template_parse_equals_plain_parse(text: str) -> None:
+    assert _outcome(parse_name_addr, text) == _outcome(_plain_name_addr, text)
+
+
+_TOKENISH = st.text(
+    alphabet=st.sampled_from("abcXYZ019-.!%*_+`'~ ;=\"<>[]:@"), min_size=0, max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TOKENISH, _TOKENISH, st.sampled_from(["udp", "UDP", "TLS"]))
+def test_via_template_parse_property(branch: str, rest: str, transport: str) -> None:
+    text = f"SIP/2.0/{transport} 192.0.2.1:5060;branch={branch}{rest}"
+    assert _outcome(parse_via, text) == _outcome(_plain_via, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TOKENISH, _TOKENISH, _TOKENISH)
+def test_name_addr_template_parse_property(display: str, tag: str, rest: str) -> None:
+    for text in (f"{display}<sip:bob@example.test>;tag={tag}{rest}", f"sip:bob@x;tag={tag}{rest}"):
+        assert _outcome(parse_name_addr, text) == _outcome(_plain_name_addr, text)

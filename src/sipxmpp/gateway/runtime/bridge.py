@@ -36,7 +36,7 @@ from sipxmpp.gateway.sip.events import (
     TransportFailed,
 )
 from sipxmpp.gateway.sip.ids import IdGenerator
-from sipxmpp.gateway.sip.message import Request
+from sipxmpp.gateway.sip.message import Request, wire_size
 from sipxmpp.gateway.sip.options import Capabilities
 from sipxmpp.gateway.xmpp.errors import LinkDown, LocalXmppError, StanzaErrorException
 from sipxmpp.mapping import errors as error_map
@@ -100,15 +100,6 @@ class XmppSender(Protocol):
 #: float: CPython stops tracking such tuples in the garbage collector, which matters with
 #: 100,000+ of them alive at high message rates.
 _Report = tuple[str, str, str, float]
-
-
-def _wire_size(request: Request) -> int:
-    """Bytes ``serialize(request)`` will produce, without building them (RFC 3261 §7)."""
-    size = len(request.method) + len(request.uri) + len(request.version) + 4
-    for name, value in request.headers.items:
-        if name != "Content-Length":
-            size += len(name) + len(value.encode()) + 4
-    return size + 20 + len(str(len(request.body))) + len(request.body)
 
 
 class PagerBridge:
@@ -320,7 +311,7 @@ class PagerBridge:
                 StanzaError("resource-constraint", "wait", "too many messages in flight")
             )
         request = self._build_message(sip_msg)
-        size = _wire_size(request) + VIA_ALLOWANCE
+        size = wire_size(request) + VIA_ALLOWANCE
         size_error = pager.pager_size_error(size, limit=self._settings.im.pager_max_bytes)
         if size_error is not None:
             self.counters["xmpp_refused"] += 1

@@ -558,6 +558,46 @@ def parse_sip_uri(text: str) -> SipUri:
 
 _RESERVED = frozenset(";/?:@&=+$,")
 
+# --- Parsing values that differ only in one parameter ------------------------------------
+# Every request carries a fresh Via branch (RFC 3261 §8.1.1.7) and most a fresh From or To
+# tag (§19.3), so the caches above miss on exactly those values although the rest of the
+# text (sent-by, URI, display name, other parameters) repeats from message to message. For
+# such a value the text is parsed with the parameter's value replaced by a fixed token (a
+# "template", which the cache keeps), and the real value is put back into the result. The
+# outcome is the same as parsing the text itself: the value replaced must be a token,
+# which the grammar accepts there exactly as it accepts the fixed token (branch and tag are
+# tokens, RFC 3261 §25.1), and anything else (quotes, whitespace, the marker inside the
+# URI's brackets) takes the plain parse.
+_BRANCH_MARK = ";branch="
+_TAG_MARK = ";tag="
+_HOLE_VALUE = "z9hG4bKx"
+
+
+def _hole(text: str, mark: str) -> tuple[str, str] | None:
+    """(template text, value) when ``mark`` introduces a plain token value outside any
+    quotes or angle brackets; None when the text must be parsed as it is."""
+    at = text.find(mark)
+    if at < 0 or '"' in text[at:] or ">" in text[at:]:
+        return None
+    start = at + len(mark)
+    end = text.find(";", start)
+    if end < 0:
+        end = len(text)
+    value = text[start:end]
+    if value == _HOLE_VALUE or _TOKEN_RE.fullmatch(value) is None:
+        return None
+    return text[:start] + _HOLE_VALUE + text[end:], value
+
+
+def _fill_hole(params: Params, name: str, value: str) -> Params | None:
+    """``params`` with the first ``name`` parameter's placeholder replaced by ``value``."""
+    for i, (key, held) in enumerate(params):
+        if key == name:
+            if held != _HOLE_VALUE:
+                return None
+            return (*params[:i], (key, value), *params[i + 1 :])
+    return None
+
 
 def _normalize_escapes(text: str) -> str:
     """§19.1.4: characters outside ``reserved`` equal their %HH form; hex is case-free."""
@@ -708,6 +748,21 @@ def parse_name_addr(text: str) -> NameAddr:
     name-addr = [ display-name ] LAQUOT addr-spec RAQUOT
     LAQUOT = SWS "<"; RAQUOT = ">" SWS  (so no whitespace inside the brackets)
     """
+    found = _hole(text, _TAG_MARK)
+    if found is not None:
+        template_text, value = found
+        try:
+            template = _parse_name_addr_text(template_text)
+        except RemoteSipError:
+            return _parse_name_addr_text(text)  # raises, naming the text as written
+        params = _fill_hole(template.params, "tag", value)
+        if params is not None:
+            return NameAddr(template.uri, template.display_name, params)
+    return _parse_name_addr_text(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse_name_addr_text(text: str) -> NameAddr:
     s = text.strip(_LWS)
     display: str | None = None
     if s.startswith('"'):
@@ -898,6 +953,21 @@ def parse_via(text: str) -> Via:
     Checks the parameters RFC 3261 and RFC 3581 define: ``branch = token``,
     ``received = IPv4address / IPv6address``, ``rport [= 1*DIGIT]``, ``ttl = 1*3DIGIT``.
     """
+    found = _hole(text, _BRANCH_MARK)
+    if found is not None:
+        template_text, value = found
+        try:
+            template = _parse_via_text(template_text)
+        except RemoteSipError:
+            return _parse_via_text(text)  # raises, naming the text as written
+        params = _fill_hole(template.params, "branch", value)
+        if params is not None:
+            return Via(template.transport, template.host, template.port, params, template.protocol)
+    return _parse_via_text(text)
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _parse_via_text(text: str) -> Via:
     s = text.strip(_LWS)
     m = _VIA_RE.match(s)
     if m is None:

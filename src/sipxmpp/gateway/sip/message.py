@@ -25,6 +25,7 @@ __all__ = [
     "canonical_name",
     "split_header_values",
     "serialize",
+    "wire_size",
     "REASON_PHRASES",
     "MULTI_VALUE_HEADERS",
 ]
@@ -395,3 +396,20 @@ def serialize(msg: Message) -> bytes:
         return text.encode("utf-8") + msg.body
     except UnicodeEncodeError as exc:
         raise LocalSipError(f"header text is not encodable as UTF-8: {exc}") from exc
+
+
+def wire_size(msg: Message) -> int:
+    """The length of ``serialize(msg)``, without building the bytes (RFC 3261 §7)."""
+    if isinstance(msg, Request):
+        size = _utf8_len(msg.method) + _utf8_len(msg.uri) + _utf8_len(msg.version) + 4
+    else:
+        size = _utf8_len(msg.version) + len(str(msg.status)) + _utf8_len(msg.reason) + 4
+    for name, value in msg.headers.items:
+        if name != "Content-Length":
+            size += _utf8_len(name) + _utf8_len(value) + 4
+    body = len(msg.body)
+    return size + len("Content-Length: ") + len(str(body)) + 4 + body
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
