@@ -9,6 +9,14 @@ need=()
 command -v prosody >/dev/null 2>&1 || need+=(prosody)
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The compiled build of the hot modules (scripts/build_native.py) needs a C compiler and the
+# headers of the Python that runs the gateway.
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if ! "$PY" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  need+=("$(basename "$(readlink -f "$(command -v "$PY")")")-dev")
+fi
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
 ls /usr/lib/*/kamailio/modules/presence.so >/dev/null 2>&1 || need+=(kamailio-presence-modules)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -24,8 +32,6 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo service postgresql stop >/dev/null 2>&1 || true
 fi
 
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -35,4 +41,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2> >(grep -v "^WARNING: Location" >&2) >/dev/null
   .venv/bin/python -m pip install -q -e ".[dev]" 2> >(grep -v "^WARNING: Location" >&2)
   touch "$stamp"
+fi
+
+# Compile the hot modules (a no-op when the build matches the source; see src/sipxmpp/native.py).
+# SIPXMPP_NATIVE=0 skips it, and the gateway then runs the Python source of every module.
+if [ "${SIPXMPP_NATIVE:-1}" != "0" ]; then
+  .venv/bin/python scripts/build_native.py 2>&1 | grep -v "^\(gcc\|building\|copying\|creating\|running\) " | grep -v "unused section" || true
+  .venv/bin/python -c 'import sys, sipxmpp.native as n; print("setup: compiled modules:", n.status()); sys.exit(not n.status().startswith("active"))'
 fi

@@ -12,5 +12,10 @@ echo "== mypy (strict on mapping, gateway.sip, gateway.msrp, provisioning)"
 mypy src/sipxmpp
 echo "== import-linter"
 lint-imports --no-cache
-echo "== pytest"
+echo "== pytest (compiled modules: $(python -c 'import sipxmpp.native as n; print(n.status())'))"
 python -m pytest -q -p no:cacheprovider "$@"
+if [ $# -eq 0 ]; then
+  # The Python source stays the reference: the pure cores' tests run on it too.
+  echo "== pytest, pure-Python cores (SIPXMPP_NATIVE=0)"
+  SIPXMPP_NATIVE=0 python -m pytest -q -p no:cacheprovider tests/sip tests/msrp tests/mapping tests/test_native.py
+fi

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-import sipxmpp.mapping.iscomposing as iscomposing_module
+import sipxmpp.mapping as mapping_package
 from sipxmpp.mapping.iscomposing import (
     ACTIVE_TIMEOUT,
     MAX_ISCOMPOSING_SIZE,
@@ -23,7 +23,8 @@ from sipxmpp.mapping.iscomposing import (
 )
 
 SCHEMA = etree.XMLSchema(
-    etree.parse(str(Path(iscomposing_module.__file__).parent / "schemas" / "im-iscomposing.xsd"))
+    # The package directory, not the module's: a compiled module lives in the build directory.
+    etree.parse(str(Path(mapping_package.__file__).parent / "schemas" / "im-iscomposing.xsd"))
 )
 NS = 'xmlns="urn:ietf:params:xml:ns:im-iscomposing"'
 

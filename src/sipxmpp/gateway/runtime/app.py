@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from types import TracebackType
 
+from sipxmpp import native
 from sipxmpp.gateway.runtime.bridge import NextHopError, PagerBridge
 from sipxmpp.gateway.runtime.chat import ChatService
 from sipxmpp.gateway.runtime.dispatch import SipDispatcher, SipSender
@@ -223,6 +224,7 @@ class Gateway:
             transports=self._transports,  # type: ignore[arg-type]
         )
         await self.transport.start()
+        log.info("gateway.native", extra=kv(status=native.status(), modules=len(native.loaded())))
         log.info(
             "gateway.sip.listening",
             extra=kv(**{t: f"{h}:{p}" for t, (h, p) in self.transport.local_addresses.items()}),
