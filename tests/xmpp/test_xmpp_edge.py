@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import socket
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from xmpp_harness import (
     COMPONENT,
     SECRET,
     FakeComponentServer,
+    FakeConnection,
     RecordingHandler,
     assert_xml,
 )
@@ -236,6 +240,78 @@ async def test_keepalive_pings_and_reconnects_when_unanswered() -> None:
         await server.close()
 
 
+def _last_ping_id(conn: FakeConnection) -> str:
+    """The id of the last XEP-0199 ping the edge wrote on ``conn``."""
+    raw = bytes(conn.raw).decode()
+    iqs = re.findall(r"<iq [^>]*>\s*<ping xmlns=\"urn:xmpp:ping\"", raw)
+    assert iqs, raw
+    found = re.search(r'id="([^"]+)"', iqs[-1])
+    assert found is not None
+    return found.group(1)
+
+
+async def test_keepalive_counts_a_backlog_as_liveness() -> None:
+    """The answer to a ping waits behind a backlog the server is still delivering: the
+    backlog proves the link alive, so it is not dropped even though the answer comes long
+    after ``keepalive_timeout``."""
+    server = FakeComponentServer(answer_pings=False)
+    await server.start()
+    handler = RecordingHandler()
+    backlog = 40
+    try:
+        async with make_edge(
+            server.port, handler, keepalive_interval=0.1, keepalive_timeout=0.2
+        ) as edge:
+            assert await edge.wait_up(5)
+            conn = await server.next_connection()
+            while conn.pings == 0:  # idle for keepalive_interval: one ping
+                await asyncio.sleep(0.01)
+            ping_id = _last_ping_id(conn)
+            for i in range(backlog):  # 1.2 s of backlog, six times keepalive_timeout
+                conn.send(
+                    f"<message from='a@example.test' to='b@{COMPONENT}' id='m{i}'>"
+                    f"<body>backlog {i}</body></message>"
+                )
+                await asyncio.sleep(0.03)
+                assert edge.up, f"link dropped after {i} backlog stanzas"
+            conn.send(f"<iq type='result' id='{ping_id}' from='example.test' to='{COMPONENT}'/>")
+            await asyncio.sleep(0.05)
+            assert edge.up and edge.sessions == 1
+            assert handler.link_states == [True]
+            assert conn.pings == 1  # no ping while the backlog was arriving
+            got = [await asyncio.wait_for(handler.messages.get(), 5) for _ in range(backlog)]
+            assert [m.body for m in got] == [f"backlog {i}" for i in range(backlog)]
+    finally:
+        await server.close()
+
+
+async def test_keepalive_pings_only_when_idle_and_drops_a_silent_link() -> None:
+    """While stanzas keep arriving no ping is sent; once the server falls silent and also
+    leaves the ping unanswered, the link is declared dead within interval + timeout."""
+    server = FakeComponentServer(answer_pings=False)
+    await server.start()
+    handler = RecordingHandler()
+    try:
+        async with make_edge(
+            server.port, handler, keepalive_interval=0.1, keepalive_timeout=0.2
+        ) as edge:
+            assert await edge.wait_up(5)
+            conn = await server.next_connection()
+            for i in range(20):  # 0.6 s of traffic, a stanza every 0.03 s
+                conn.send(f"<presence from='a@example.test/r' to='b@{COMPONENT}' id='p{i}'/>")
+                await asyncio.sleep(0.03)
+            assert conn.pings == 0 and edge.up
+            loop = asyncio.get_running_loop()
+            silent_at = loop.time()
+            await handler.wait_link_states([True, False], timeout=5)
+            took = loop.time() - silent_at
+            assert conn.pings == 1
+            assert 0.25 <= took < 1.5, took  # 0.1 s idle + 0.2 s without any answer
+            await conn.wait_closed()
+    finally:
+        await server.close()
+
+
 async def test_ping_target_and_sender(server: FakeComponentServer) -> None:
     handler = RecordingHandler()
     async with make_edge(server.port, handler, keepalive_interval=0.05) as edge:
@@ -359,3 +435,103 @@ async def test_disco_hooks_through_the_edge(server: FakeComponentServer) -> None
         )
         assert names == ["Brána SIP", "SIP gateway"]
         assert query.find("{jabber:x:data}x") is not None
+
+
+class PresenceRecorder(RecordingHandler):
+    """Records presence stanzas in order; each takes ``cost`` seconds of CPU to handle
+    (as a fan-out to SIP watchers does)."""
+
+    def __init__(self, cost: float = 0.0) -> None:
+        super().__init__()
+        self.cost = cost
+        self.presences: list[str] = []
+
+    async def on_presence(self, presence: Any) -> None:
+        if self.cost:
+            end = time.perf_counter() + self.cost
+            while time.perf_counter() < end:
+                pass
+        self.presences.append(presence.id or "")
+
+
+def presence_burst(n: int, start: int = 0) -> str:
+    return "".join(
+        f"<presence from='bob@example.test/desk' to='w{i}@{COMPONENT}' id='p{i}'>"
+        f"<show>away</show></presence>"
+        for i in range(start, start + n)
+    )
+
+
+async def test_a_presence_burst_is_handled_over_several_loop_turns() -> None:
+    """300 presence stanzas in one read, 1 ms of work each: they are handled in order, in
+    slices of about INBOUND_TURN_BUDGET_S, and other callbacks (the SIP socket's reads)
+    run between the slices instead of waiting 300 ms."""
+    server = FakeComponentServer()
+    await server.start()
+    handler = PresenceRecorder(cost=0.001)
+    try:
+        async with make_edge(server.port, handler) as edge:
+            assert await edge.wait_up(5)
+            conn = await server.next_connection()
+            loop = asyncio.get_running_loop()
+            seen_between: list[int] = []
+            done = asyncio.Event()
+
+            def tick() -> None:  # stands in for the UDP socket's read callback
+                seen_between.append(len(handler.presences))
+                if len(handler.presences) < 300:
+                    loop.call_soon(tick)
+                else:
+                    done.set()
+
+            conn.send(presence_burst(300))
+            while not handler.presences:
+                await asyncio.sleep(0)
+            loop.call_soon(tick)
+            await asyncio.wait_for(done.wait(), 10)
+            assert handler.presences == [f"p{i}" for i in range(300)]
+            # Other callbacks ran between the slices: many distinct progress points, and no
+            # slice much longer than the budget (5 ms = about 5 stanzas here).
+            progress = sorted(set(seen_between))
+            assert len(progress) > 20, progress
+            steps = [b - a for a, b in zip(progress, progress[1:], strict=False)]
+            assert max(steps) <= 30, steps
+            assert edge.up and edge.sessions == 1
+    finally:
+        await server.close()
+
+
+async def test_a_presence_flood_pauses_reading_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past MAX_PRESENCE_BACKLOG waiting stanzas the edge stops reading from the server
+    (TCP flow control holds the rest) and resumes below RESUME_PRESENCE_BACKLOG: the
+    backlog stays bounded and every stanza is handled once, in order."""
+    from sipxmpp.gateway.xmpp import component as component_module
+
+    monkeypatch.setattr(component_module, "MAX_PRESENCE_BACKLOG", 200)
+    monkeypatch.setattr(component_module, "RESUME_PRESENCE_BACKLOG", 50)
+    server = FakeComponentServer()
+    await server.start()
+    handler = PresenceRecorder(cost=0.0002)
+    total = 6000
+    try:
+        async with make_edge(server.port, handler) as edge:
+            assert await edge.wait_up(5)
+            conn = await server.next_connection()
+            for start in range(0, total, 500):
+                conn.send(presence_burst(500, start))
+            paused_seen = False
+            largest = 0
+            deadline = time.monotonic() + 20
+            while len(handler.presences) < total and time.monotonic() < deadline:
+                largest = max(largest, len(edge._presence_backlog))
+                paused_seen = paused_seen or edge._reading_paused
+                await asyncio.sleep(0.001)
+            assert handler.presences == [f"p{i}" for i in range(total)]
+            assert paused_seen
+            # A read is at most 64 KiB: about 700 of these stanzas on top of the bound.
+            assert largest < 200 + 1000, largest
+            assert not edge._reading_paused and edge.up
+    finally:
+        await server.close()

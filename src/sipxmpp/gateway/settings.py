@@ -159,9 +159,11 @@ class XmppSettings(_Frozen):
         1.0, gt=0, description="First reconnect delay, seconds (doubles up to max)."
     )
     reconnect_max: float = Field(60.0, gt=0, description="Longest reconnect delay, seconds.")
-    keepalive_interval: float = Field(60.0, gt=0, description="XEP-0199 ping interval, seconds.")
+    keepalive_interval: float = Field(
+        60.0, gt=0, description="Seconds with nothing received before an XEP-0199 ping."
+    )
     keepalive_timeout: float = Field(
-        10.0, gt=0, description="XEP-0199 ping timeout before reconnecting."
+        10.0, gt=0, description="Seconds after a ping with nothing received before reconnecting."
     )
 
 

@@ -14,8 +14,29 @@ that connection, wait a backoff delay, connect again. Outcomes come from slixmpp
   link had been up (then ``on_link_state(False)``), else ``disconnected``.
 * handshake timer: no ``<handshake/>`` within ``handshake_timeout`` of the attempt's start (this
   also bounds a TCP connect that hangs); the attempt is aborted.
-* keepalive timeout: a ping got no answer within ``keepalive_timeout``; the link is marked down
-  at once and the connection aborted, which then ends as ``disconnected`` does.
+* keepalive timeout: the link was idle (nothing received) for ``keepalive_interval``, a
+  XEP-0199 ping went out, and still nothing at all arrived within ``keepalive_timeout``; the
+  link is marked down at once and the connection aborted, which then ends as
+  ``disconnected`` does.
+
+Presence stanzas are handled as they are read until a read has taken
+:data:`INBOUND_TURN_BUDGET_S`; the rest wait in a FIFO that is drained over the next turns of
+the event loop, with the other sockets read in between. A change of a user with 1,000 SIP
+watchers arrives as 1,000 stanzas (RFC 6121 §4.4.2) and becomes 1,000 NOTIFYs; handled in
+one go, the watchers' 200 OKs would wait behind them past T1 and every NOTIFY would be
+retransmitted. Past :data:`MAX_PRESENCE_BACKLOG` waiting stanzas the component stops
+reading from the server (TCP flow control holds the rest) until the FIFO is down to
+:data:`RESUME_PRESENCE_BACKLOG`, so memory stays bounded. Messages and iq stanzas are not
+held back (the pager path keeps its latency); presence stanzas keep their order.
+
+Liveness is anything the server sends, not only the ping's answer: every read counts
+(:class:`_LivenessComponent`). A server delivering a large backlog of stanzas (a presence
+fan-out, a burst of messages) is evidently alive even if the answer to our ping sits behind
+that backlog for longer than ``keepalive_timeout``; declaring it dead then would drop the
+link under exactly the load it is carrying. So a ping is sent only after
+``keepalive_interval`` without any received data (XEP-0199 §4.2 pings are for idle links;
+RFC 6120 §4.6.1 only asks for a check that the stream is alive), and the link is declared
+dead only when no byte at all arrived within ``keepalive_timeout`` of that ping.
 
 Delays follow :func:`backoff_delay` (exponential from ``reconnect_min`` to ``reconnect_max``,
 with jitter); the failure count restarts after every link that came up.
@@ -37,6 +58,7 @@ time of the flush are dropped, as bytes in that connection's own buffer would be
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import itertools
@@ -46,7 +68,6 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.jid import JID, InvalidJID
 
 from sipxmpp.gateway.xmpp.backoff import backoff_delay
@@ -64,7 +85,10 @@ from sipxmpp.mapping.model import StanzaError, XmppMessage
 from sipxmpp.mapping.presence import PresenceType, XmppPresence
 
 __all__ = [
+    "INBOUND_TURN_BUDGET_S",
     "MAX_OUTGOING_STANZA_BYTES",
+    "MAX_PRESENCE_BACKLOG",
+    "RESUME_PRESENCE_BACKLOG",
     "MAX_WRITE_BUFFER_BYTES",
     "STOP_GRACE_S",
     "XmppEdge",
@@ -87,6 +111,42 @@ MAX_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 
 #: Seconds :meth:`XmppEdge.stop` waits for the server to close its stream after ours.
 STOP_GRACE_S = 2.0
+
+
+class _LivenessComponent(GatewayComponent):
+    """The component stream, counting what the server sends for the keepalive.
+
+    ``rx_reads`` counts socket reads and ``rx_at`` is the event loop time of the last one;
+    the keepalive compares them (see the module docstring). One attribute increment and one
+    clock read per read of up to ``stream.MAX_READ_BYTES``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rx_reads = 0
+        self.rx_at = 0.0
+
+    def data_received(self, data: bytes | str) -> None:
+        self.rx_reads += 1
+        self.rx_at = self.loop.time()
+        super().data_received(data)
+
+
+#: Seconds of stanza handling per read (or per drain turn) after which further presence
+#: stanzas wait for a later turn of the event loop (see the module docstring). 5 ms is a
+#: few dozen NOTIFYs; a UDP datagram (a watcher's 200 OK) then waits at most about that
+#: long for its read, far below T1 (500 ms).
+INBOUND_TURN_BUDGET_S = 0.005
+
+#: Presence stanzas waiting to be handled beyond which reading from the server pauses.
+#: One read (64 KiB, stream.MAX_READ_BYTES) holds at most ~1,600 of the smallest presence
+#: stanzas, so the FIFO never holds much more than this plus one read: a few MB of parsed
+#: elements, about a second of work at the design load.
+MAX_PRESENCE_BACKLOG = 4096
+
+#: Reading resumes once the FIFO is down to this many stanzas: a full read's worth of work
+#: is still waiting, so the link never idles while the server has more to send.
+RESUME_PRESENCE_BACKLOG = 1024
 
 
 def _default_id_generator() -> Callable[[], str]:
@@ -123,7 +183,7 @@ class XmppEdge:
         self._disco = DiscoRegistry(config.component_jid, config.identity_name)
         #: XEP-0115 caps presence of the component (see ``caps.py``); off until configured.
         self._caps = CapsAnnouncer(config.component_jid, self._send_raw_stanza)
-        self._xmpp: GatewayComponent | None = None
+        self._xmpp: _LivenessComponent | None = None
         self._dispatcher: MessageDispatcher | None = None
         self._presence_dispatcher: PresenceDispatcher | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -132,6 +192,11 @@ class XmppEdge:
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._up = False
         self._up_event = asyncio.Event()
+        #: Presence stanzas read but not handled yet, the drain callback, and whether
+        #: reading from the server is paused because of them (see the module docstring).
+        self._presence_backlog: collections.deque[Any] = collections.deque()
+        self._drain_handle: asyncio.Handle | None = None
+        self._reading_paused = False
         #: Stanzas waiting for the coalesced write, the transport they are meant for, their
         #: size, and the pending flush callback.
         self._out: list[bytes] = []
@@ -262,6 +327,7 @@ class XmppEdge:
                 await asyncio.gather(run_filters, return_exceptions=True)
         if self._dispatcher is not None:
             await self._dispatcher.aclose()
+        self._discard_presence_backlog()
         if self._presence_dispatcher is not None:
             await self._presence_dispatcher.aclose()
         self._set_down()
@@ -384,7 +450,7 @@ class XmppEdge:
 
     def _build(self) -> None:
         cfg = self._config
-        xmpp = GatewayComponent(
+        xmpp = _LivenessComponent(
             cfg.component_jid,
             cfg.secret,
             cfg.host,
@@ -413,9 +479,73 @@ class XmppEdge:
     def _on_presence_xml(self, xml: Any) -> None:
         if self._caps.handle_presence(xml):
             return  # presence to the component itself (XEP-0115 caps, see caps.py)
+        xmpp = self._xmpp
+        backlog = self._presence_backlog
+        if (
+            not backlog
+            and xmpp is not None
+            and xmpp.loop.time() - xmpp.rx_at < INBOUND_TURN_BUDGET_S
+        ):
+            self._dispatch_presence(xml)
+            return
+        backlog.append(xml)
+        if self._drain_handle is None:
+            self._drain_handle = asyncio.get_running_loop().call_soon(self._drain_presence)
+        if len(backlog) >= MAX_PRESENCE_BACKLOG and not self._reading_paused:
+            self._pause_reading(True)
+
+    def _dispatch_presence(self, xml: Any) -> None:
         dispatcher = self._presence_dispatcher
         if dispatcher is not None:
-            dispatcher(xml)
+            try:
+                dispatcher(xml)
+            except Exception:  # the dispatcher answers errors itself; never lose the FIFO
+                log.exception("presence stanza handling failed")
+
+    def _drain_presence(self) -> None:
+        """Handle waiting presence stanzas for one turn's budget; reschedule for the rest."""
+        self._drain_handle = None
+        backlog = self._presence_backlog
+        xmpp = self._xmpp
+        if not backlog or xmpp is None:
+            return
+        loop = xmpp.loop
+        start = loop.time()
+        # Stanzas the server sent are being consumed: the keepalive sees a busy link.
+        xmpp.rx_at = start
+        xmpp.rx_reads += 1
+        end = start + INBOUND_TURN_BUDGET_S
+        while backlog:
+            self._dispatch_presence(backlog.popleft())
+            if loop.time() >= end:
+                break
+        if backlog:
+            self._drain_handle = loop.call_soon(self._drain_presence)
+        if self._reading_paused and len(backlog) <= RESUME_PRESENCE_BACKLOG:
+            self._pause_reading(False)
+
+    def _pause_reading(self, pause: bool) -> None:
+        xmpp = self._xmpp
+        transport = xmpp.transport if xmpp is not None else None
+        self._reading_paused = pause
+        if transport is None or transport.is_closing():
+            return
+        try:
+            if pause:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        except (AttributeError, RuntimeError) as exc:  # a transport without flow control
+            log.debug("XMPP transport flow control unavailable: %s", exc)
+
+    def _discard_presence_backlog(self) -> None:
+        handle, self._drain_handle = self._drain_handle, None
+        if handle is not None:
+            handle.cancel()
+        if self._presence_backlog:
+            log.info("%d received presence stanza(s) dropped", len(self._presence_backlog))
+        self._presence_backlog.clear()
+        self._reading_paused = False
 
     # -- supervisor -----------------------------------------------------------------------
 
@@ -468,6 +598,7 @@ class XmppEdge:
     def _on_session_start(self, _event: Any) -> None:
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
+        self._reading_paused = False  # a new connection reads from the start
         self._session_seen = True
         self._up = True
         self._up_event.set()
@@ -543,7 +674,13 @@ class XmppEdge:
             await asyncio.gather(keepalive, return_exceptions=True)
 
     async def _keepalive_loop(self) -> None:
-        """XEP-0199 §4.2: ping the server; no answer in time means the stream is dead."""
+        """XEP-0199 §4.2 keepalive, counting any received data as liveness (module docstring).
+
+        Ping only after ``keepalive_interval`` without a single byte from the server; declare
+        the link dead only when nothing at all arrived within ``keepalive_timeout`` of that
+        ping. The ping's answer (a result or, §4.2, an error such as service-unavailable) is
+        one more read; it needs no waiter of its own.
+        """
         xmpp = self._xmpp
         assert xmpp is not None
         cfg = self._config
@@ -552,23 +689,44 @@ class XmppEdge:
         except InvalidJID:
             log.error("keepalive disabled: invalid ping target %r", cfg.effective_ping_target)
             return
+        loop = asyncio.get_running_loop()
+        # The handshake that brought the link up was received just now.
+        xmpp.rx_at = max(xmpp.rx_at, loop.time())
         while True:
-            await asyncio.sleep(cfg.keepalive_interval)
+            idle = loop.time() - xmpp.rx_at
+            if idle < cfg.keepalive_interval:
+                await asyncio.sleep(cfg.keepalive_interval - idle)
+                if not self._up:
+                    return
+                continue
+            reads = xmpp.rx_reads
+            self._send_ping(xmpp, target)
+            await asyncio.sleep(cfg.keepalive_timeout)
             if not self._up:
                 return
-            try:
-                await xmpp.plugin["xep_0199"].send_ping(
-                    target, ifrom=xmpp.boundjid, timeout=cfg.keepalive_timeout
-                )
-            except IqError:
-                pass  # an error answer (e.g. service-unavailable, §4.2) still proves the link
-            except IqTimeout:
-                log.warning(
-                    "XMPP server did not answer a ping within %.1f s: reconnecting",
-                    cfg.keepalive_timeout,
-                )
-                self._keepalive = None
-                self._set_down()
-                with contextlib.suppress(Exception):
-                    xmpp.abort()
-                return
+            if xmpp.rx_reads != reads:
+                continue  # the server sent something (the answer or anything else): alive
+            log.warning(
+                "XMPP server sent nothing within %.1f s of a ping: reconnecting",
+                cfg.keepalive_timeout,
+            )
+            self._keepalive = None
+            self._set_down()
+            with contextlib.suppress(Exception):
+                xmpp.abort()
+            return
+
+    def _send_ping(self, xmpp: _LivenessComponent, target: JID) -> None:
+        """One ``<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>`` (XEP-0199 §4.2) from the
+        component, queued on slixmpp's send path without a response waiter: whatever comes
+        back (result or error) is unhandled by slixmpp and only counts as received data."""
+        iq = xmpp.Iq()
+        iq["type"] = "get"
+        iq["to"] = target
+        iq["from"] = xmpp.boundjid
+        iq["id"] = self._new_id()
+        iq.enable("ping")
+        try:
+            xmpp.send(iq)
+        except Exception as exc:  # the connection is going; the timeout decides
+            log.debug("keepalive ping not sent: %s", exc)

@@ -36,9 +36,11 @@ class XmppEdgeConfig:
     reconnect_min: float = 1.0
     #: Upper bound of the reconnection delay in seconds.
     reconnect_max: float = 60.0
-    #: Seconds between XEP-0199 pings to the server while the link is up.
+    #: Seconds with nothing received from the server before an XEP-0199 ping is sent (any
+    #: data the server sends proves the link alive).
     keepalive_interval: float = 60.0
-    #: Seconds to wait for a ping answer before the stream is considered dead and reconnected.
+    #: Seconds after that ping with nothing at all received before the stream is considered
+    #: dead and reconnected.
     keepalive_timeout: float = 10.0
     #: Name of the XEP-0030 identity ``gateway/sip``.
     identity_name: str = "SIP gateway"
