@@ -109,6 +109,9 @@ def partition(tmp_path: Path, prosody: Any) -> Iterator[tuple[KamailioServer, Cl
             yield kam, gw
         finally:
             assert gw.stop() == 0, gw.log_tail()
+    # Kamailio stopped with the gateway's subscriptions and the SIP watchers' still active:
+    # its write-back of the active watchers at shutdown must succeed (no db_text ERROR).
+    assert kam.log_problems() == [], kam.log_tail()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from sipxmpp.gateway.runtime.presence import (
 from sipxmpp.gateway.runtime.xmpp_routing import XmppRouter
 from sipxmpp.gateway.settings import Settings
 from sipxmpp.gateway.sip.address import TransportAddress
+from sipxmpp.gateway.sip.errors import LocalSipError
 from sipxmpp.gateway.sip.message import Headers, Request
 from sipxmpp.gateway.sip.sub_events import (
     NotifyReceived,
@@ -132,6 +133,8 @@ class FakeLayer:
         reason: str | None = None,
         headers: tuple[Any, ...] = (),
     ) -> None:
+        if sub_id in self.subs:
+            self.subs[sub_id]["state"] = state  # as the layer's NOTIFIER_TABLE moves it
         self.calls.append(("notify", sub_id, state, body))
 
     def terminate(
@@ -149,11 +152,15 @@ class FakeLayer:
     def snapshot(
         self, sub_id: str, *, now: float | None = None, wall: float | None = None
     ) -> dict[str, object]:
-        info = self.subs[sub_id]
+        info = self.subs.get(sub_id)
+        if info is None or info.get("state") == "awaiting_answer":
+            raise LocalSipError(f"nothing to snapshot for {sub_id}")  # as the real layer
         return {
             "v": 1,
             "sub_id": sub_id,
             "role": str(info["role"].value),
+            "state": info.get("state", "active"),
+            "event": "presence",
             "expires_at": (wall or 0) + 3000.0,
             "dialog": {
                 "call_id": f"c-{sub_id}",

@@ -1632,3 +1632,130 @@ def test_property_any_subscribe_or_notify_is_answered_never_raises(
         assert len(answers) == 1 and isinstance(answers[0], Response)
         # 400 malformed, 423 too brief, 481 no such subscription/dialog, 489 bad event.
         assert answers[0].status in {400, 423, 481, 489}
+
+
+# -- NOTIFY templates (the fan-out fast path) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "routes",
+    # Proxies "at" each side's address, so that the pair still delivers every request.
+    [
+        (),
+        ("<sip:127.0.0.1:5071;lr>", "<sip:127.0.0.1:5072;lr>"),
+        ("<sip:127.0.0.1:5071>", "<sip:127.0.0.1:5072>"),
+    ],
+    ids=["no-route", "loose-routers", "strict-router"],
+)
+def test_notify_from_the_template_is_what_new_request_builds(routes: tuple[str, ...]) -> None:
+    """After its first NOTIFY a dialog's NOTIFYs come from a cached template; each one is
+    byte for byte what ``Dialog.new_request`` builds (RFC 3261 §12.2.1.1: Request-URI,
+    Route for loose and strict routers, CSeq + 1), goes to the same hop, and a target
+    refresh (a new Contact in the watcher's refresh) rebuilds the template."""
+    pair = SubPair()
+    headers = tuple(("Record-Route", r) for r in routes)
+    sid_a, sid_b = establish(pair, headers=headers)
+    pair.take_sa()
+    sent: list[tuple[Request, Any]] = []
+    endpoint = pair.mb._ep
+
+    class Capture:  # the endpoint as the layer sees it, recording what it sends
+        config = endpoint.config
+
+        def send_request(self, request: Request, hop: Any, now: float) -> str:
+            sent.append((request, hop))
+            return endpoint.send_request(request, hop, now)
+
+        def send_response(self, response: Response, now: float) -> None:
+            endpoint.send_response(response, now)
+
+    pair.mb._ep = Capture()
+    dialog = pair.mb._subs[sid_b].dialog
+    extra = (("Content-Language", "de"),)
+    for i in range(3):
+        pair.mb.notify(
+            sid_b,
+            pair.now,
+            state="active",
+            body=PIDF + b" " * i,
+            content_type=PIDF_TYPE,
+            headers=extra,
+        )
+        pair.pump()
+        request, hop = sent[-1]
+        expected = dialog.new_request(
+            "NOTIFY",
+            contact="<sip:gw-b@127.0.0.1:5072>",
+            headers=[
+                ("Event", "presence"),
+                ("Subscription-State", request.headers.get("Subscription-State") or ""),
+                *extra,
+            ],
+            body=PIDF + b" " * i,
+            content_type=PIDF_TYPE,
+            cseq=dialog.local_cseq,
+        )
+        assert request == expected
+        assert hop == dialog.next_hop()
+        if routes:
+            assert request.headers.get_all("Route")
+    assert len(pair.mb._notify_templates) == 1
+    assert [cseq(r) for r, _ in sent] == [2, 3, 4]  # 1 was the NOTIFY after the 2xx
+    got = [e for e in pair.take_sa() if isinstance(e, NotifyReceived)]
+    assert len(got) == 3  # the subscriber took each one (same dialog, CSeq in order)
+
+    # A refresh from a new Contact is a target refresh (§12.2.2): the next NOTIFY goes there.
+    before = pair.mb._notify_templates[sid_b]
+    pair.ma._contact_of = lambda t: "sip:gw-a-moved@127.0.0.1:5071"
+    pair.ma.refresh(sid_a, pair.now)
+    pair.pump()
+    pair.mb.accept(requested(pair.take_sb()).sub_id, pair.now, state="active")
+    pair.pump()
+    request, _ = sent[-1]
+    assert pair.mb._notify_templates[sid_b] is not before
+    if not routes or routes[0].endswith(";lr>"):
+        assert request.uri == "sip:gw-a-moved@127.0.0.1:5071"
+    else:
+        assert request.headers.get_all("Route")[-1] == "<sip:gw-a-moved@127.0.0.1:5071>"
+
+
+def test_notify_templates_are_bounded_and_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sipxmpp.gateway.sip import subscription as sub_module
+
+    monkeypatch.setattr(sub_module, "NOTIFY_TEMPLATE_CACHE", 2)
+    pair = SubPair()
+    ids = [establish(pair, from_uri=f"sip:w{i}@a.test")[1] for i in range(3)]
+    for sid in ids:
+        pair.mb.notify(sid, pair.now, state="active", body=PIDF, content_type=PIDF_TYPE)
+        pair.pump()
+    assert list(pair.mb._notify_templates) == ids[1:]  # the oldest went
+    pair.mb.terminate(ids[2], pair.now)
+    pair.pump()
+    assert list(pair.mb._notify_templates) == ids[1:2]
+
+
+def test_reserved_extra_header_takes_the_checked_path() -> None:
+    """A runtime header that make_request writes itself is refused, template or not."""
+    pair = SubPair()
+    _, sid_b = establish(pair)
+    pair.mb.notify(sid_b, pair.now, state="active", body=PIDF, content_type=PIDF_TYPE)
+    with pytest.raises(LocalSipError):
+        pair.mb.notify(sid_b, pair.now, state="active", headers=(("Call-ID", "x"),))
+
+
+def test_a_subscription_id_is_its_dialogs_local_tag() -> None:
+    """One string serves as the id and the local tag (memory per subscription); ids stay
+    unique even when a tag is already taken by a restored subscription."""
+    pair = SubPair()
+    sid_a, sid_b = establish(pair)
+    assert pair.ma._subs[sid_a].dialog.local_tag is sid_a
+    assert pair.mb._subs[sid_b].dialog.local_tag is sid_b
+    snap = pair.mb.snapshot(sid_b)
+    other = SubPair()
+    next_tag = f"Bt{other.mb._ids._n.get('tag', 0) + 1}"  # type: ignore[attr-defined]
+    dialog = {**snap["dialog"], "call_id": "restored-call@test"}  # type: ignore[dict-item]
+    restored = other.mb.restore({**snap, "sub_id": next_tag, "dialog": dialog}, other.now, 0.0)
+    assert restored == next_tag
+    _, sid_new = establish(other)  # its dialog's tag is the restored subscription's id
+    assert other.mb._subs[sid_new].dialog.local_tag == next_tag
+    assert sid_new != next_tag and other.mb.count() == 2

@@ -326,6 +326,41 @@ async def test_batch_put_returns_versions_in_order(store: Store) -> None:
     assert [s.version for s in again] == [2, 3, 2]
 
 
+async def test_batch_delete_subscriptions(store: Store) -> None:
+    await store.put_subscriptions(sub(n) for n in range(1, 21))
+    # Unknown ids and ids the model could not hold (NUL) are ignored, not errors.
+    await store.delete_subscriptions(
+        [f"sub-{n:06d}" for n in range(1, 21, 2)] + ["sub-999999", "bad\x00id"]
+    )
+    left = sorted([s.id async for s in store.all_subscriptions()])
+    assert left == [f"sub-{n:06d}" for n in range(2, 21, 2)]
+    await store.delete_subscriptions([])
+    await store.delete_subscriptions(iter(left))
+    assert await store.count_subscriptions() == 0
+
+
+async def test_batch_put_and_delete_authorizations(store: Store) -> None:
+    await store.put_authorization(auth(uri="sip:a@sip.example", state=AuthorizationState.TO))
+    batch = [
+        auth(uri="sip:a@sip.example", state=AuthorizationState.BOTH),
+        auth(uri="sip:b@sip.example", pending_in=True),
+        auth(jid="romeo@xmpp.example", uri="sip:a@sip.example", state=AuthorizationState.FROM),
+    ]
+    await store.put_authorizations(batch)
+    a = await store.get_authorization("juliet@xmpp.example", "sip:a@sip.example")
+    assert a is not None and a.state is AuthorizationState.BOTH and a.version == 2
+    b = await store.get_authorization("juliet@xmpp.example", "sip:b@sip.example")
+    assert b is not None and b.pending_in and b.version == 1
+    with pytest.raises(LocalStoreError, match="twice"):
+        await store.put_authorizations([batch[0], batch[0]])
+    await store.delete_authorizations(
+        [("juliet@xmpp.example", "sip:a@sip.example"), ("nobody@xmpp.example", "sip:x@y")]
+    )
+    assert await store.get_authorization("juliet@xmpp.example", "sip:a@sip.example") is None
+    assert len(await store.authorizations_for("juliet@xmpp.example")) == 1
+    assert len(await store.authorizations_for("romeo@xmpp.example")) == 1
+
+
 async def test_batch_with_duplicate_ids_writes_nothing(store: Store) -> None:
     with pytest.raises(LocalStoreError, match="twice"):
         await store.put_subscriptions([sub(1), sub(2), sub(1, state="pending")])

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "DB_NULLABLE_COLUMNS",
     "DB_TABLES",
     "KamailioError",
     "KamailioServer",
@@ -79,6 +80,19 @@ KAMAILIO_BINARY = "kamailio"
 
 #: db_text tables the presence modules open at start (the notes list them).
 DB_TABLES = ("version", "presentity", "active_watchers", "watchers", "xcap", "pua")
+
+#: db_text columns made nullable in the copied table headers. The presence module keeps
+#: subscriptions in memory and writes them back (``subs_db_mode`` 2, the default) from a
+#: timer and once more at shutdown; its INSERT into ``active_watchers`` leaves ``flags``
+#: out, which the SQL schemas default to 0 (``flags INT DEFAULT 0 NOT NULL``) but db_text,
+#: which has no column defaults, refuses as a NULL in a NOT NULL column ("null value not
+#: allowed - field 25", then "update_db_subs_timer(): unsuccessful sql insert"): every
+#: active watcher was lost with an ERROR at stop. A NULL int reads back as 0.
+DB_NULLABLE_COLUMNS: dict[str, tuple[str, ...]] = {"active_watchers": ("flags",)}
+
+#: Kamailio log lines that are not problems: at shutdown the TCP main process reports the
+#: socket pairs of its already stopped children as EOF (core/pass_fd.c), whatever the load.
+_BENIGN_LOG = re.compile(r"CRITICAL: <core> \[core/pass_fd\.c:\d+\]: receive_fd\(\): EOF on \d+")
 
 #: Where Debian puts the modules and the db_text table templates (multiarch and plain).
 _MODULE_DIR_GLOBS = (
@@ -173,6 +187,18 @@ def find_dbtext_dir() -> Path | None:
         if all((path / table).exists() for table in DB_TABLES):
             return path
     return None
+
+
+def _make_nullable(table: Path, columns: Sequence[str]) -> None:
+    """Mark ``columns`` nullable in a db_text table file's header line, e.g.
+    ``flags(int)`` -> ``flags(int,null)`` (see :data:`DB_NULLABLE_COLUMNS`)."""
+    header, sep, rows = table.read_text(encoding="utf-8").partition("\n")
+    for column in columns:
+        pattern = re.compile(rf"(?<![\w])({re.escape(column)})\((int|string|str|double|blob)\)")
+        header, found = pattern.subn(r"\1(\2,null)", header)
+        if found != 1 and f"{column}(" not in header:
+            raise KamailioError(f"db_text table {table.name} has no column {column}")
+    table.write_text(header + sep + rows, encoding="utf-8")
 
 
 def _free_port_both() -> int:
@@ -523,6 +549,8 @@ route[RELAY] {{
         self.run_path.mkdir(parents=True, exist_ok=True)
         for table in DB_TABLES:
             shutil.copyfile(dbtext_dir / table, self.db_path / table)
+        for table, columns in DB_NULLABLE_COLUMNS.items():
+            _make_nullable(self.db_path / table, columns)
         self.config_path.write_text(self.config_text(module_dir), encoding="utf-8")
         check = subprocess.run(
             [KAMAILIO_BINARY, "-c", "-f", str(self.config_path)],
@@ -545,6 +573,14 @@ route[RELAY] {{
             return self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
+
+    def log_problems(self) -> list[str]:
+        """The ERROR and CRITICAL lines of the log (ALERT/BUG too), except known-benign ones."""
+        return [
+            line
+            for line in self.log_text().splitlines()
+            if re.search(r"\b(ERROR|CRITICAL|ALERT|BUG):", line) and not _BENIGN_LOG.search(line)
+        ]
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"

@@ -64,6 +64,7 @@ from sipxmpp.mapping.pidf import (
 
 __all__ = [
     "PRESENCE_EVENT",
+    "STATUS_CACHE_SIZE",
     "DEFAULT_SUBSCRIPTION_EXPIRES",
     "MAX_SUBSCRIPTION_EXPIRES",
     "REFRESH_MARGIN",
@@ -182,12 +183,27 @@ class PresenceType(enum.Enum):
     @classmethod
     def from_attribute(cls, value: str | None) -> PresenceType:
         """The type for a stanza's ``type`` attribute; an unknown value is a bad-request."""
-        for member in cls:
-            if member.value == value:
-                return member
+        member = _TYPE_BY_ATTRIBUTE.get(value)
+        if member is not None:
+            return member
         raise StanzaRefused(
             StanzaError("bad-request", "modify", f"unknown presence type {value!r}")
         )
+
+
+#: ``type`` attribute -> PresenceType (a dict lookup per received stanza, not a scan).
+_TYPE_BY_ATTRIBUTE: Final[dict[str | None, PresenceType]] = {m.value: m for m in PresenceType}
+
+#: ``<show/>`` text -> Show.
+_SHOW_BY_TEXT: Final[dict[str, Show]] = {m.value: m for m in Show}
+
+#: Distinct statuses kept for reuse (see :func:`_status`). An XMPP server sends one change
+#: to each contact separately (RFC 6121 §4.4.2), so the 1,000 stanzas of one change carry
+#: the same ``<status/>``; one object serves them all (and the views that keep them). An
+#: entry is one short text; the oldest is evicted first.
+STATUS_CACHE_SIZE: Final = 1024
+
+_status_cache: dict[tuple[str, str | None], XmppStatus] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +257,13 @@ class XmppPresence:
         id: str | None = None,
     ) -> XmppPresence:
         """Build from the raw values of a received stanza; bad values -> ``bad-request``."""
-        try:
-            show_value = Show(show.strip()) if show is not None else None
-        except ValueError:
-            raise StanzaRefused(
-                StanzaError("bad-request", "modify", f"unknown <show/> value {show!r}")
-            ) from None
+        show_value: Show | None = None
+        if show is not None:
+            show_value = _SHOW_BY_TEXT.get(show.strip())
+            if show_value is None:
+                raise StanzaRefused(
+                    StanzaError("bad-request", "modify", f"unknown <show/> value {show!r}")
+                )
         try:
             priority_value = int(priority) if priority is not None else 0
             return cls(
@@ -254,7 +271,7 @@ class XmppPresence:
                 to_jid=to_jid,
                 type=PresenceType.from_attribute(type),
                 show=show_value,
-                statuses=tuple(XmppStatus(text, status_lang) for text, status_lang in statuses),
+                statuses=tuple(_status(text, status_lang) for text, status_lang in statuses),
                 priority=priority_value,
                 lang=lang,
                 id=id,
@@ -272,6 +289,20 @@ class XmppPresence:
         """The resourcepart of ``from`` ("" for a bare JID)."""
         parts = self.from_jid.split("/", 1)
         return parts[1] if len(parts) == 2 else ""
+
+
+def _status(text: str, lang: str | None) -> XmppStatus:
+    """``XmppStatus(text, lang)``, one object per distinct status (see STATUS_CACHE_SIZE);
+    raises as the constructor does."""
+    key = (text, lang)
+    known = _status_cache.get(key)
+    if known is not None:
+        return known
+    status = XmppStatus(text, lang)
+    if len(_status_cache) >= STATUS_CACHE_SIZE:
+        del _status_cache[next(iter(_status_cache))]
+    _status_cache[key] = status
+    return status
 
 
 def produces_notify(presence_type: PresenceType) -> bool:

@@ -41,12 +41,21 @@ The service therefore keeps one *view* per (``U``, watcher JID): the latest pres
 of ``U``'s resources *as addressed to that watcher*, and a NOTIFY to ``W`` is built only
 from ``W``'s view. Nothing addressed to one watcher ever reaches another.
 
-Rate limiting (RFC 3856 §6.10, point 68): each notifier subscription has a
-:class:`~sipxmpp.mapping.presence.NotifyThrottle`; a change within
+Rate limiting (RFC 3856 §6.10, point 68), as ``mapping.presence.NotifyThrottle`` defines
+it, kept in two fields of each notifier subscription: a change within
 ``presence.min_notify_interval`` of the previous NOTIFY is merged and sent when the
 interval ends, with the whole current view (never dropped). The NOTIFY that must follow
 every 2xx (RFC 6665 §4.2.1.2) and every ``terminated`` go out at once. A document equal to
-the last one sent is not sent again.
+the last one sent is not sent again. When the intervals of many watchers end together,
+their NOTIFYs go out over several turns of the event loop (:data:`TIMER_TURN_BUDGET_S`).
+
+Memory: the service holds 100,000 subscriptions, so a record per subscription keeps only
+what the layer does not: a pair record (:class:`_Pair`) per (user, watcher JID) holds the
+subscriptions, the view and the stored state; presences in views are shared between
+watchers (:data:`PRESENCE_CACHE_SIZE`), documents between equal views
+(:data:`PIDF_CACHE_SIZE`); authorizations are a few bits per pair; strings that many
+records repeat (users, presentities, SIP domains) are interned, and a record reuses the
+layer's URI objects where the text is the same.
 
 Caps: ``presence.max_subscriptions_per_user`` (per XMPP user, each direction) and
 ``presence.max_subscriptions_per_peer`` (per SIP domain, both directions); over a cap a SIP
@@ -54,8 +63,11 @@ watcher gets 503 with Retry-After and an XMPP user a ``<resource-constraint/>`` 
 error. The layer enforces ``presence.max_subscriptions`` in all.
 
 Persistence and restarts: every record is written behind (batched every
-``presence.store_flush_interval`` seconds, and on :meth:`stop`): the layer's snapshot of
-the dialog, the last PIDF sent or received, and the service's own fields. On
+``presence.store_flush_interval`` seconds, and on :meth:`stop`), :data:`STORE_BATCH`
+records per transaction, each batch built while the previous one is written: the
+layer's snapshot of the dialog (what the store's columns do not already hold), the last
+PIDF sent or received, and the service's own fields. A record keeps the real state of a
+subscription that is being refreshed or re-established (:func:`_stored_state`). On
 :meth:`start` the service restores every stored subscription into the layer
 (``restore``), so SIP watchers keep receiving NOTIFYs in their existing dialogs (a
 refresh is answered with the stored last state, not an empty or closed one), and the
@@ -79,12 +91,14 @@ import asyncio
 import dataclasses
 import heapq
 import logging
+import math
 import os
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.settings import PresenceSettings, Settings
@@ -144,7 +158,6 @@ from sipxmpp.mapping.presence import (
 )
 from sipxmpp.mapping.presence import (
     NotifyBody,
-    NotifyThrottle,
     OutboundAction,
     PresenceType,
     Resubscribe,
@@ -163,9 +176,12 @@ __all__ = [
     "NextHopError",
     "OwnedEndpoint",
     "PIDF_CACHE_SIZE",
+    "PRESENCE_CACHE_SIZE",
     "PresenceService",
     "PresenceXmpp",
     "ROUTE_CACHE_SIZE",
+    "STORE_BATCH",
+    "TIMER_TURN_BUDGET_S",
     "SubscriptionLayer",
     "build_layer",
     "contact_uri_for",
@@ -219,6 +235,12 @@ RESTORE_BATCH = 1000
 #: is one document (well under 1 KiB for a few resources); the oldest is evicted first.
 PIDF_CACHE_SIZE = 4096
 
+#: Presences kept as views hold them (normalized, see ``PresenceService._intern``), so that
+#: the views of the 1,000 watchers of one presentity share one object per change instead
+#: of holding 1,000 equal copies. An entry is one small presence; the oldest is evicted
+#: first (an evicted one stays shared by the views that hold it).
+PRESENCE_CACHE_SIZE = 4096
+
 #: Address mappings of incoming presence kept for reuse: (sender, addressee) -> contact JID
 #: and SIP address of record, or the refusal. The mapping (RFC 7247 §6.5, with the JID
 #: validation of RFC 7622) depends only on the two addresses and the configured domains,
@@ -226,8 +248,30 @@ PIDF_CACHE_SIZE = 4096
 #: short strings; the oldest is evicted first.
 ROUTE_CACHE_SIZE = 4096
 
-#: The ``extra`` format version written in the store.
-_EXTRA_VERSION = 1
+#: Longest the service's timer callback runs before it lets the event loop read sockets:
+#: when the RFC 3856 §6.10 interval of 1,000 watchers of one presentity ends at once,
+#: their 1,000 merged NOTIFYs are sent over several loop turns of this length, and the
+#: watchers' 200 OKs to the first ones are read in between instead of waiting behind the
+#: rest until their NOTIFYs are retransmitted (T1 = 500 ms). 5 ms is 20-50 NOTIFYs.
+TIMER_TURN_BUDGET_S = 0.005
+
+#: Subscriptions written per store transaction by :meth:`PresenceService.flush` (and the
+#: batch size of its deletions and authorizations). Each batch is built right before it is
+#: written, so a flush holds at most this many records (about 1 MB) whatever the number of
+#: changes, and the event loop runs between batches; 1,000 rows per transaction amortise
+#: the commit (SQLite's WAL append, PostgreSQL's round trip) as well as larger batches do.
+STORE_BATCH = 1000
+
+#: The ``extra`` format version written in the store. 1: the layer's whole snapshot; 2:
+#: the snapshot without what the record's columns already hold (dialog, ids, event,
+#: expiry), about a third of the JSON to encode per write. Both are read back.
+_EXTRA_VERSION = 2
+
+#: Snapshot fields a version-2 record keeps in its columns instead (``watcher`` and
+#: ``presentity`` are informative only; ``restore`` does not read them).
+_SNAPSHOT_IN_COLUMNS = frozenset(
+    {"sub_id", "role", "watcher", "presentity", "event", "dialog", "expires_in", "saved_at"}
+)
 
 
 class NextHopError(Exception):
@@ -380,6 +424,10 @@ class OwnedEndpoint:
     def send_response(self, response: Any, now: float) -> None:
         self._endpoint.send_response(response, now)
 
+    @property
+    def config(self) -> Any:
+        return self._endpoint.config
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._endpoint, name)
 
@@ -434,19 +482,46 @@ class _Outbound:
 
 @dataclass(slots=True, eq=False)
 class _Inbound:
-    """S2X: SIP watcher ``watcher_uri`` watches XMPP user ``user`` (gateway = notifier)."""
+    """S2X: SIP watcher ``watcher_uri`` watches XMPP user ``user`` (gateway = notifier).
+
+    One per SIP watcher's subscription, so it keeps only what the layer and the pair do
+    not: its watcher's SIP domain is derived from ``watcher_uri`` (:func:`_peer_of`), and
+    the RFC 3856 §6.10 throttle is two fields (``notified_at``, ``waiting``).
+    """
 
     sub_id: str
-    user: str  # U's bare JID
-    presentity_uri: str  # U's SIP address of record (the PIDF entity)
+    user: str  # U's bare JID (interned: shared by U's watchers)
+    presentity_uri: str  # U's SIP address of record, the PIDF entity (interned)
     watcher_uri: str  # W's address of record
     watcher_jid: str  # W's bare JID under the component domain
-    peer: str  # W's SIP domain
     active: bool
-    throttle: NotifyThrottle[tuple[XmppPresence, ...]]
+    #: When the last NOTIFY went out (the layer's clock; -inf: never).
+    notified_at: float = -math.inf
+    #: A change arrived within ``min_notify_interval`` of the last NOTIFY; the current view
+    #: goes out when the interval ends (a "throttle" deadline is armed).
+    waiting: bool = False
     #: The last document sent (None: none, or an empty NOTIFY).
     last_state: bytes | None = None
     last_lang: str | None = None
+
+
+class _Pair:
+    """An XMPP user U and one SIP watcher JID W (RFC 8048 §8.2: what U's server sends to W
+    is W's alone).
+
+    ``subs``: the layer ids of W's subscriptions to U (usually one). ``view``: U's latest
+    presence per resource *as addressed to W*, oldest resource first; the presences are
+    shared between pairs that received equal stanzas (``PresenceService._intern``).
+    ``stored``: the last document the store held for the pair after a restart, until the
+    view is known again (RFC 8048 §5.3.2: a refresh gets the real state, not an empty one).
+    """
+
+    __slots__ = ("subs", "view", "stored")
+
+    def __init__(self) -> None:
+        self.subs: tuple[str, ...] = ()
+        self.view: tuple[XmppPresence, ...] = ()
+        self.stored: tuple[bytes, str | None] | None = None
 
 
 @dataclass(slots=True)
@@ -457,19 +532,9 @@ class _Poll:
     contact_jid: str
 
 
-@dataclass(order=True, slots=True)
-class _Deadline:
-    when: float
-    seq: int
-    kind: str = field(compare=False)
-    key: Any = field(compare=False)
-
-
-def _merge(a: tuple[XmppPresence, ...], b: tuple[XmppPresence, ...]) -> tuple[XmppPresence, ...]:
-    out = a
-    for p in b:
-        out = pmap.merge_pending_presence(out, p)
-    return out
+#: A service deadline: (when, sequence number, kind, key). Tuples compare in C; the unique
+#: sequence number settles ties before kind and key are ever compared.
+_Deadline = tuple[float, int, str, Any]
 
 
 def _bare(jid: str) -> str:
@@ -531,17 +596,16 @@ class PresenceService:
         self._polls: dict[str, _Poll] = {}
         # S2X
         self._inbound: dict[str, _Inbound] = {}
-        self._in_by_pair: dict[tuple[str, str], set[str]] = {}
-        #: (U, watcher JID) -> resource -> latest presence of U addressed to that watcher.
-        self._views: dict[tuple[str, str], dict[str, XmppPresence]] = {}
-        #: (U, watcher JID) -> last document stored for the pair (known state after a restart).
-        self._pair_state: dict[tuple[str, str], tuple[bytes, str | None]] = {}
+        #: (U, watcher JID) -> the pair's subscriptions, view and stored state (_Pair).
+        self._pairs: dict[tuple[str, str], _Pair] = {}
+        #: Presences as views keep them, shared between pairs; see PRESENCE_CACHE_SIZE.
+        self._presences: dict[tuple[Any, ...], XmppPresence] = {}
         #: (sender bare JID, addressee) -> what :meth:`_route` says; see ROUTE_CACHE_SIZE.
         self._routes: dict[tuple[str, str], tuple[str, str] | tuple[()] | StanzaError] = {}
         #: (presentity URI, view content) -> (PIDF, Content-Language); see PIDF_CACHE_SIZE.
         self._pidf_cache: dict[tuple[Any, ...], tuple[bytes, str | None]] = {}
         # authorizations, (U, SIP AOR) -> record; a cache of the store
-        self._auth: dict[tuple[str, str], Authorization] = {}
+        self._auth: dict[tuple[str, str], int] = {}
         self._denied: set[tuple[str, str]] = set()
         # caps
         self._per_user_out: dict[str, int] = {}
@@ -628,7 +692,7 @@ class PresenceService:
             "outbound": len(self._outbound),
             "inbound": len(self._inbound),
             "polls": len(self._polls),
-            "views": len(self._views),
+            "views": sum(1 for pair in self._pairs.values() if pair.view),
             "layer_subscriptions": layer.count() if layer is not None else 0,
         }
 
@@ -645,12 +709,12 @@ class PresenceService:
 
     def _at(self, when: float, kind: str, key: Any) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, _Deadline(when, self._seq, kind, key))
+        heapq.heappush(self._heap, (when, self._seq, kind, key))
 
     def _rearm(self) -> None:
         if not self._started:
             return
-        deadline: float | None = self._heap[0].when if self._heap else None
+        deadline: float | None = self._heap[0][0] if self._heap else None
         layer = self._layer
         if layer is not None:
             ld = layer.next_deadline()
@@ -683,35 +747,44 @@ class PresenceService:
                     layer.handle_timer(now)
                 except Exception:
                     log.exception("presence.layer.timer_failed")
-        while self._heap and self._heap[0].when <= now:
-            item = heapq.heappop(self._heap)
+        heap = self._heap
+        clock = time.monotonic
+        budget_end = clock() + TIMER_TURN_BUDGET_S
+        while heap and heap[0][0] <= now:
+            if clock() > budget_end:
+                # The rest in a later turn of the event loop (the re-armed timer is already
+                # due): datagrams, such as the watchers' 200s to what was just sent, are
+                # read in between (see TIMER_TURN_BUDGET_S).
+                break
+            item = heapq.heappop(heap)
             try:
                 self._fire(item, now)
             except Exception:
-                log.exception("presence.timer_failed", extra=kv(kind=item.kind))
+                log.exception("presence.timer_failed", extra=kv(kind=item[2]))
         self._pump()
 
     def _fire(self, item: _Deadline, now: float) -> None:
-        if item.kind == "throttle":
-            inbound = self._inbound.get(item.key)
-            if inbound is not None:
-                step = inbound.throttle.due(now)
-                inbound.throttle = step.throttle
-                if step.send is not None:
+        _, _, kind, key = item
+        if kind == "throttle":
+            inbound = self._inbound.get(key)
+            if inbound is not None and inbound.waiting:
+                ready = inbound.notified_at + self._cfg.min_notify_interval
+                if now >= ready:  # RFC 3856 §6.10: the interval is over, send the merged view
+                    inbound.waiting = False
                     self._notify_current(inbound, now, force=False)
-                elif step.deadline is not None:
-                    self._at(step.deadline, "throttle", inbound.sub_id)
-        elif item.kind == "retry":
-            out = self._outbound.get(item.key)
+                else:  # a full-state NOTIFY went out meanwhile: wait again
+                    self._at(ready, "throttle", key)
+        elif kind == "retry":
+            out = self._outbound.get(key)
             if out is not None and not out.unsubscribing:
                 self._spawn(self._establish(out, refresh_first=True))
-        elif item.kind == "restored-refresh":
-            out = self._out_by_sub.get(item.key)
+        elif kind == "restored-refresh":
+            out = self._out_by_sub.get(key)
             layer = self._layer
-            if out is not None and layer is not None and layer.get(item.key) is not None:
+            if out is not None and layer is not None and layer.get(key) is not None:
                 self._layer_refresh(out, now)
-        elif item.kind == "unsubscribe-confirm":
-            out = self._outbound.get(item.key)
+        elif kind == "unsubscribe-confirm":
+            out = self._outbound.get(key)
             if out is not None and out.unsubscribing:
                 self._finish_unsubscribe(out)
 
@@ -851,8 +924,14 @@ class PresenceService:
             presentity = str(self._domains.xmpp_sender_to_sip(user))
         except (MappingError, StanzaRefused) as exc:
             raise MappingRefused(404, "Not Found", str(exc)) from None
-        user_s = str(user)
-        peer = watcher.split("@", 1)[-1].lower()
+        # Interned: every watcher of one user shares these strings (the layer interns the
+        # presentity of its dialogs too); the watcher's AOR is the layer's own From URI
+        # object whenever it has no parameters to drop.
+        user_s = sys.intern(str(user))
+        presentity = sys.intern(presentity)
+        if watcher == ev.watcher:
+            watcher = ev.watcher
+        peer = _peer_of(watcher)
         if not ev.fetch:
             if self._per_user_in.get(user_s, 0) >= cfg.max_subscriptions_per_user:
                 raise _Refusal(
@@ -874,9 +953,7 @@ class PresenceService:
             presentity_uri=presentity,
             watcher_uri=watcher,
             watcher_jid=str(watcher_jid),
-            peer=peer,
             active=False,
-            throttle=NotifyThrottle(_merge, interval=cfg.min_notify_interval),
         )
         if not ev.fetch:
             self._add_inbound(inbound)
@@ -884,37 +961,39 @@ class PresenceService:
 
     def _add_inbound(self, inbound: _Inbound) -> None:
         self._inbound[inbound.sub_id] = inbound
-        self._in_by_pair.setdefault((inbound.user, inbound.watcher_jid), set()).add(inbound.sub_id)
+        key = (inbound.user, inbound.watcher_jid)
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+        pair.subs = (*pair.subs, inbound.sub_id)
         self._per_user_in[inbound.user] = self._per_user_in.get(inbound.user, 0) + 1
-        self._per_peer[inbound.peer] = self._per_peer.get(inbound.peer, 0) + 1
+        peer = _peer_of(inbound.watcher_uri)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
 
     def _drop_inbound(self, sub_id: str) -> _Inbound | None:
         inbound = self._inbound.pop(sub_id, None)
         if inbound is None:
             return None
-        pair = (inbound.user, inbound.watcher_jid)
-        subs = self._in_by_pair.get(pair)
-        if subs is not None:
-            subs.discard(sub_id)
-            if not subs:
-                del self._in_by_pair[pair]
-                self._views.pop(pair, None)
-                self._pair_state.pop(pair, None)
+        key = (inbound.user, inbound.watcher_jid)
+        pair = self._pairs.get(key)
+        if pair is not None:
+            pair.subs = tuple(s for s in pair.subs if s != sub_id)
+            if not pair.subs:
+                del self._pairs[key]
         _decrement(self._per_user_in, inbound.user)
-        _decrement(self._per_peer, inbound.peer)
+        _decrement(self._per_peer, _peer_of(inbound.watcher_uri))
         self._dirty.discard(sub_id)
         self._deleted.add(sub_id)
         return inbound
 
     def _answer_subscribe(
-        self, inbound: _Inbound, ev: SubscribeRequested, auth: Authorization, now: float
+        self, inbound: _Inbound, ev: SubscribeRequested, auth: int, now: float
     ) -> None:
         layer = self._layer
         assert layer is not None
         key = (inbound.user, inbound.watcher_uri)
-        pair = (inbound.user, inbound.watcher_jid)
         answer = self._answer_of(key, auth)
-        known = self._state_known(pair)
+        known = self._state_known(inbound)
         in_dialog = ev.refresh
         plan = pmap.plan_inbound_subscribe(
             expires=ev.expires,
@@ -1010,54 +1089,52 @@ class PresenceService:
             headers=_lang_header(lang if body is not None else None),
         )
         inbound.active = active
-        inbound.throttle = inbound.throttle.sent(now)
+        inbound.notified_at = now  # a full-state NOTIFY, outside the throttle (§4.2.1.2)
+        inbound.waiting = False
         if body is not None:
             inbound.last_state, inbound.last_lang = body, lang
         self._log_notify(inbound, plan.notify_state.state.value, body)
         self._dirty.add(ev.sub_id)
 
-    def _answer_of(self, key: tuple[str, str], auth: Authorization) -> Answer:
-        if auth.sip_receives:
+    def _answer_of(self, key: tuple[str, str], auth: int) -> Answer:
+        if auth & _AUTH_FROM:
             return Answer.GRANTED
-        if auth.pending_in:
+        if auth & _AUTH_PENDING_IN:
             return Answer.PENDING
         return Answer.DENIED if key in self._denied else Answer.PENDING
 
-    def _state_known(self, pair: tuple[str, str]) -> bool:
-        return bool(self._views.get(pair)) or pair in self._pair_state
+    def _state_known(self, inbound: _Inbound) -> bool:
+        pair = self._pairs.get((inbound.user, inbound.watcher_jid))
+        return pair is not None and (bool(pair.view) or pair.stored is not None)
 
     def _body(self, inbound: _Inbound, kind: NotifyBody) -> tuple[bytes | None, str | None]:
         """The NOTIFY body for ``kind``: the watcher's view of the user as PIDF."""
         if kind is NotifyBody.EMPTY:
             return None, None
-        pair = (inbound.user, inbound.watcher_jid)
-        view = self._views.get(pair)
+        pair = self._pairs.get((inbound.user, inbound.watcher_jid))
+        view = pair.view if pair is not None else ()
         if kind is NotifyBody.CLOSED:
-            presences = [
-                dataclasses.replace(p, type=PresenceType.UNAVAILABLE, show=None)
-                for p in (view or {}).values()
-            ] or [
+            closed = tuple(
+                dataclasses.replace(p, type=PresenceType.UNAVAILABLE, show=None) for p in view
+            ) or (
                 XmppPresence(
-                    from_jid=inbound.user, to_jid=inbound.watcher_jid, type=PresenceType.UNAVAILABLE
-                )
-            ]
-            return self._pidf(inbound, presences)
+                    from_jid=inbound.user, to_jid=inbound.user, type=PresenceType.UNAVAILABLE
+                ),
+            )
+            return self._pidf(inbound.presentity_uri, closed, inbound.user)
         if view:
-            return self._pidf(inbound, list(view.values()))
-        stored = self._pair_state.get(pair)
-        if stored is not None:
-            return stored
+            return self._pidf(inbound.presentity_uri, view, inbound.user)
+        if pair is not None and pair.stored is not None:
+            return pair.stored
         return None, None
 
     def _pidf(
-        self, inbound: _Inbound, presences: list[XmppPresence]
+        self, presentity_uri: str, presences: tuple[XmppPresence, ...], user: str
     ) -> tuple[bytes | None, str | None]:
-        # Everything the document depends on: the addressee (to_jid) and the stanza id are
-        # not part of it, the timestamp is not written, the policy is the service's.
-        key = (
-            inbound.presentity_uri,
-            tuple((p.from_jid, p.type, p.show, p.statuses, p.priority, p.lang) for p in presences),
-        )
+        # Everything the document depends on: the presences as received (the view's are
+        # normalized: to_jid is the user, no stanza id, see _intern), the entity; the
+        # timestamp is not written, the policy is the service's.
+        key = (presentity_uri, presences)
         cache = self._pidf_cache
         cached = cache.get(key)
         if cached is not None:
@@ -1072,18 +1149,49 @@ class PresenceService:
                     pass
         try:
             state = pmap.xmpp_to_pidf(
-                inbound.presentity_uri, presences, contacts=contacts, policy=self._policy
+                presentity_uri, list(presences), contacts=contacts, policy=self._policy
             )
             if state.document is None:
                 return None, None
             built = (serialize_pidf(state.document), state.content_language)
         except (MappingError, PidfError) as exc:
-            log.warning("presence.pidf.unbuildable", extra=kv(user=inbound.user, error=str(exc)))
+            log.warning("presence.pidf.unbuildable", extra=kv(user=user, error=str(exc)))
             return None, None
         if len(cache) >= PIDF_CACHE_SIZE:
             del cache[next(iter(cache))]
         cache[key] = built
         return built
+
+    def _intern(self, presence: XmppPresence, user: str) -> XmppPresence:
+        """``presence`` as a view keeps it: addressed to the user itself, without stanza id,
+        and one object for every watcher that received an equal stanza (an XMPP server
+        sends a change to each contact separately, RFC 6121 §4.4.2); see
+        PRESENCE_CACHE_SIZE."""
+        key = (
+            presence.from_jid,
+            presence.type,
+            presence.show,
+            presence.statuses,
+            presence.priority,
+            presence.lang,
+        )
+        cache = self._presences
+        known = cache.get(key)
+        if known is not None:
+            return known
+        normal = XmppPresence(
+            from_jid=presence.from_jid,
+            to_jid=user,
+            type=presence.type,
+            show=presence.show,
+            statuses=presence.statuses,
+            priority=presence.priority,
+            lang=presence.lang,
+        )
+        if len(cache) >= PRESENCE_CACHE_SIZE:
+            del cache[next(iter(cache))]
+        cache[key] = normal
+        return normal
 
     def _notify_current(
         self,
@@ -1101,7 +1209,7 @@ class PresenceService:
         body, lang = built if built is not None else self._body(inbound, NotifyBody.CURRENT)
         if body is None:
             return
-        if not force and body == inbound.last_state and lang == inbound.last_lang:
+        if not force and _same(body, inbound.last_state) and lang == inbound.last_lang:
             return
         try:
             layer.notify(
@@ -1116,31 +1224,31 @@ class PresenceService:
             log.info("presence.notify.skipped", extra=kv(sub=inbound.sub_id, error=str(exc)))
             return
         inbound.last_state, inbound.last_lang = body, lang
-        self._pair_state[(inbound.user, inbound.watcher_jid)] = (body, lang)
+        inbound.notified_at = now
         self._log_notify(inbound, "active", body)
         self._dirty.add(inbound.sub_id)
 
-    def _offer(self, inbound: _Inbound, presence: XmppPresence, now: float) -> None:
-        """A state change for one watcher: through the RFC 3856 §6.10 throttle."""
+    def _offer(self, inbound: _Inbound, now: float) -> None:
+        """A state change for one watcher, through the RFC 3856 §6.10 throttle (point 68):
+        at most one NOTIFY per ``min_notify_interval``; a change within it is merged (the
+        watcher gets the whole current view when the interval ends), never dropped."""
         if not inbound.active:
             return
         body, lang = self._body(inbound, NotifyBody.CURRENT)
-        if body is None or (body == inbound.last_state and lang == inbound.last_lang):
+        if body is None or (_same(body, inbound.last_state) and lang == inbound.last_lang):
             return  # nothing new for this watcher
-        had_pending = inbound.throttle.pending is not None
-        step = inbound.throttle.offer((presence,), now)
-        inbound.throttle = step.throttle
-        if step.send is not None:
-            self._notify_current(inbound, now, force=False, built=(body, lang))
-        else:
+        if inbound.waiting:
             self.counters["notify_throttled"] += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "presence.notify.throttled",
-                    extra=kv(sub=inbound.sub_id, until=step.deadline),
-                )
-            if not had_pending and step.deadline is not None:
-                self._at(step.deadline, "throttle", inbound.sub_id)
+            return  # merged: the armed deadline sends the view as it is then
+        ready = inbound.notified_at + self._cfg.min_notify_interval
+        if now >= ready:
+            self._notify_current(inbound, now, force=False, built=(body, lang))
+            return
+        inbound.waiting = True
+        self.counters["notify_throttled"] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("presence.notify.throttled", extra=kv(sub=inbound.sub_id, until=ready))
+        self._at(ready, "throttle", inbound.sub_id)
 
     def _log_notify(self, inbound: _Inbound, state: str, body: bytes | None) -> None:
         self.counters["notify_sent"] += 1
@@ -1164,7 +1272,7 @@ class PresenceService:
         assert layer is not None
         user = _bare(presence.from_jid)
         key = (user, contact_uri)
-        pair = (user, contact_jid)
+        pair_key = (user, contact_jid)
         now = self._now()
         granted = presence.type is PresenceType.SUBSCRIBED
         if granted:
@@ -1175,7 +1283,8 @@ class PresenceService:
             self._denied.add(key)
             self._set_auth(key, sip_receives=False, pending_in=False)
             log.info("presence.authorization.denied", extra=kv(user=user, watcher=contact_uri))
-        for sub_id in list(self._in_by_pair.get(pair, ())):
+        pair = self._pairs.get(pair_key)
+        for sub_id in pair.subs if pair is not None else ():
             inbound = self._inbound[sub_id]
             if granted:
                 if inbound.active:
@@ -1184,56 +1293,62 @@ class PresenceService:
                 # user's server sends it (RFC 6121 §3.1.5), through the throttle.
                 layer.notify(sub_id, now, state="active")
                 inbound.active = True
-                inbound.throttle = inbound.throttle.sent(now)
+                inbound.notified_at = now
+                inbound.waiting = False
                 self._log_notify(inbound, "active", None)
                 self._dirty.add(sub_id)
-                if self._views.get(pair):
-                    self._offer(inbound, next(iter(self._views[pair].values())), now)
+                if pair is not None and pair.view:
+                    self._offer(inbound, now)
             else:
                 layer.terminate(sub_id, now, reason="rejected")
                 self._log_notify(inbound, "terminated;reason=rejected", None)
                 self._drop_inbound(sub_id)
         if not granted:
-            self._views.pop(pair, None)
-            self._pair_state.pop(pair, None)
+            self._pairs.pop(pair_key, None)
 
     def _on_user_presence(self, presence: XmppPresence, contact_jid: str, contact_uri: str) -> None:
         """Available/unavailable from the XMPP user to one contact JID: only that
         contact's dialogs hear of it (RFC 8048 §8.2, point 39)."""
         user = _bare(presence.from_jid)
-        pair = (user, contact_jid)
-        subs = self._in_by_pair.get(pair)
-        view = self._views.get(pair)
-        if view is None:
-            if not subs and (user, contact_uri) not in self._outbound:
+        pair_key = (user, contact_jid)
+        pair = self._pairs.get(pair_key)
+        if pair is None:
+            if (user, contact_uri) not in self._outbound:
                 return  # nobody watches: nothing to remember
-            view = self._views[pair] = {}
+            pair = self._pairs[pair_key] = _Pair()
+        view = pair.view
         res = presence.resource
         if not res and presence.type is PresenceType.UNAVAILABLE:
             # From the bare JID: the account has no available resource at all (RFC 6121
             # §4.3.2, the answer to a probe): one closed tuple replaces every resource.
-            view.clear()
-        elif res:
-            bare = view.get("")
-            if bare is not None and bare.type is PresenceType.UNAVAILABLE:
-                del view[""]  # a resource came online: the account is no longer offline
-        view.pop(res, None)
-        view[res] = dataclasses.replace(presence, to_jid=contact_jid, id=None)
+            view = ()
+        elif view:
+            # The resource's previous presence is replaced (and goes last); a resource
+            # coming online ends a bare "unavailable" (the account is no longer offline).
+            view = tuple(
+                p
+                for p in view
+                if not (
+                    p.resource == res
+                    or (res and not p.resource and p.type is PresenceType.UNAVAILABLE)
+                )
+            )
+        view = (*view, self._intern(presence, user))
         if len(view) > MAX_PIDF_TUPLES:
             # Forget the oldest unavailable resource (or the oldest one): a document
             # carries at most MAX_PIDF_TUPLES tuples.
-            victim = next(
-                (r for r, p in view.items() if p.type is PresenceType.UNAVAILABLE),
-                next(iter(view)),
-            )
-            del view[victim]
-        if not subs:
+            victim = next((i for i, p in enumerate(view) if p.type is PresenceType.UNAVAILABLE), 0)
+            view = view[:victim] + view[victim + 1 :]
+        pair.view = view
+        pair.stored = None  # the view is the state now
+        if not pair.subs:
             return
         now = self._now()
-        for sub_id in list(subs):
-            inbound = self._inbound.get(sub_id)
+        inbounds = self._inbound
+        for sub_id in pair.subs:
+            inbound = inbounds.get(sub_id)
             if inbound is not None:
-                self._offer(inbound, presence, now)
+                self._offer(inbound, now)
 
     def _probe(self, user: str, watcher_jid: str) -> None:
         self._send(XmppPresence(from_jid=watcher_jid, to_jid=user, type=PresenceType.PROBE))
@@ -1245,13 +1360,14 @@ class PresenceService:
         out = self._outbound.get((user, contact_uri))
         if out is not None:
             return out
+        # The layer's dialog keeps these very URI objects (From and To of the SUBSCRIBE).
         user_uri = str(self._domains.xmpp_sender_to_sip(user))
         return _Outbound(
             user=user,
             user_uri=user_uri,
             contact_uri=contact_uri,
             contact_jid=contact_jid,
-            peer=contact_uri.split("@", 1)[-1].lower(),
+            peer=_peer_of(contact_uri),
         )
 
     def _check_out_caps(self, out: _Outbound) -> None:
@@ -1282,9 +1398,10 @@ class PresenceService:
             return
         _decrement(self._per_user_out, out.user)
         _decrement(self._per_peer, out.peer)
-        pair = (out.user, out.contact_jid)
-        if pair not in self._in_by_pair:
-            self._views.pop(pair, None)  # kept only for initial-presence detection
+        pair_key = (out.user, out.contact_jid)
+        pair = self._pairs.get(pair_key)
+        if pair is not None and not pair.subs:
+            del self._pairs[pair_key]  # kept only for initial-presence detection
         if out.sub_id is not None:
             self._forget_sub(out)
 
@@ -1314,7 +1431,7 @@ class PresenceService:
         if not self._started:
             return
         out = self._outbound.get(key, out)
-        authorized = auth.xmpp_receives
+        authorized = bool(auth & _AUTH_TO)
         dialog_active = out.sub_id is not None and key in self._outbound
         action = pmap.outbound_action(
             ptype, authorized=authorized, dialog_active=dialog_active, initial_presence=initial
@@ -1353,10 +1470,11 @@ class PresenceService:
 
     def _initial_presence(self, presence: XmppPresence, contact_jid: str) -> bool:
         """Is this available presence the resource's first since it was offline?"""
-        view = self._views.get((_bare(presence.from_jid), contact_jid))
-        if view is None:
+        pair = self._pairs.get((_bare(presence.from_jid), contact_jid))
+        if pair is None:
             return True
-        previous = view.get(presence.resource)
+        res = presence.resource
+        previous = next((p for p in pair.view if p.resource == res), None)
         return previous is None or previous.type is PresenceType.UNAVAILABLE
 
     async def _apply_action(
@@ -1812,14 +1930,18 @@ class PresenceService:
                 self._on_user_answer(presence, contact_jid, contact_uri)
                 self._pump()
             return
-        if ptype in (PresenceType.AVAILABLE, PresenceType.UNAVAILABLE):
-            initial = ptype is PresenceType.AVAILABLE and self._initial_presence(
-                presence, contact_jid
+        if ptype is PresenceType.AVAILABLE or ptype is PresenceType.UNAVAILABLE:
+            # Only an XMPP user who also watches this contact (X2S) cares whether this is
+            # the resource's initial presence (RFC 8048 §5.2.2: it triggers a refresh).
+            out_key = (key[0], contact_uri)
+            initial = (
+                ptype is PresenceType.AVAILABLE
+                and out_key in self._outbound
+                and self._initial_presence(presence, contact_jid)
             )
             self._on_user_presence(presence, contact_jid, contact_uri)
             self._pump()
-            key = (_bare(presence.from_jid), contact_uri)
-            if initial and key in self._outbound:
+            if initial and out_key in self._outbound:
                 await self._on_x2s(presence, contact_jid, contact_uri, initial=True)
             return
         if ptype in (PresenceType.SUBSCRIBE, PresenceType.UNSUBSCRIBE, PresenceType.PROBE):
@@ -1859,7 +1981,8 @@ class PresenceService:
         ):
             return
         now = self._now()
-        for sub_id in list(self._in_by_pair.get((user, watcher_jid), ())):
+        pair = self._pairs.get((user, watcher_jid))
+        for sub_id in pair.subs if pair is not None else ():
             inbound = self._inbound[sub_id]
             if inbound.active:
                 continue
@@ -1877,9 +2000,9 @@ class PresenceService:
     async def _after_link_up(self) -> None:
         """Refresh the views (probes from each watcher's JID) and resend what could not be
         delivered while the link was down."""
-        pairs = list(self._in_by_pair)
+        pairs = [key for key, pair in self._pairs.items() if pair.subs]
         for i, (user, watcher_jid) in enumerate(pairs):
-            if (user, watcher_jid) in self._in_by_pair:
+            if (user, watcher_jid) in self._pairs:
                 self._probe(user, watcher_jid)
             if i % PROBE_BATCH == PROBE_BATCH - 1:
                 await asyncio.sleep(0)
@@ -1912,14 +2035,14 @@ class PresenceService:
 
     # ================================================================== authorizations
 
-    def _auth_of(self, key: tuple[str, str]) -> Authorization:
-        auth = self._auth.get(key)
-        if auth is None:
-            auth = Authorization(key[0], key[1])
-            self._auth[key] = auth
-        return auth
+    def _auth_of(self, key: tuple[str, str]) -> int:
+        """The cached authorization bits of (XMPP user, SIP AOR) (see :data:`_AUTH_TO`)."""
+        bits = self._auth.get(key)
+        if bits is None:
+            bits = self._auth[key] = 0
+        return bits
 
-    async def _load_auth(self, key: tuple[str, str]) -> Authorization:
+    async def _load_auth(self, key: tuple[str, str]) -> int:
         cached = self._auth.get(key)
         if cached is not None:
             return cached
@@ -1933,9 +2056,9 @@ class PresenceService:
         cached = self._auth.get(key)  # another task may have filled it meanwhile
         if cached is not None:
             return cached
-        auth = found if found is not None else Authorization(key[0], key[1])
-        self._auth[key] = auth
-        return auth
+        bits = _auth_bits(found) if found is not None else 0
+        self._auth[key] = bits
+        return bits
 
     def _set_auth(
         self,
@@ -1946,24 +2069,22 @@ class PresenceService:
         pending_out: bool | None = None,
         pending_in: bool | None = None,
     ) -> None:
-        auth = self._auth_of(key)
-        to = auth.xmpp_receives if xmpp_receives is None else xmpp_receives
-        frm = auth.sip_receives if sip_receives is None else sip_receives
-        state = {
-            (False, False): AuthorizationState.NONE,
-            (True, False): AuthorizationState.TO,
-            (False, True): AuthorizationState.FROM,
-            (True, True): AuthorizationState.BOTH,
-        }[(to, frm)]
-        p_out = auth.pending_out if pending_out is None else pending_out
-        p_in = auth.pending_in if pending_in is None else pending_in
-        if to:
-            p_out = False
-        if frm:
-            p_in = False
-        new = dataclasses.replace(auth, state=state, pending_out=p_out, pending_in=p_in)
-        if new != auth:
-            self._auth[key] = new
+        bits = old = self._auth_of(key)
+        for flag, value in (
+            (_AUTH_TO, xmpp_receives),
+            (_AUTH_FROM, sip_receives),
+            (_AUTH_PENDING_OUT, pending_out),
+            (_AUTH_PENDING_IN, pending_in),
+        ):
+            if value is not None:
+                bits = bits | flag if value else bits & ~flag
+        # RFC 6121 Appendix A: no pending-out once "to", no pending-in once "from".
+        if bits & _AUTH_TO:
+            bits &= ~_AUTH_PENDING_OUT
+        if bits & _AUTH_FROM:
+            bits &= ~_AUTH_PENDING_IN
+        if bits != old:
+            self._auth[key] = bits
             self._dirty_auth.add(key)
 
     # ================================================================== persistence
@@ -1977,7 +2098,15 @@ class PresenceService:
                 log.exception("presence.store.flush_failed")
 
     async def flush(self) -> None:
-        """Write every changed record to the store now."""
+        """Write every changed record to the store now, :data:`STORE_BATCH` rows per
+        transaction.
+
+        Each batch is built right before it is written and the next one is built while
+        the store writes the previous (the database works in its own thread or server), so
+        at most two batches are in memory whatever the number of changes (100,000 at
+        shutdown) and the event loop runs between batches. What a failed or cancelled
+        flush did not store is kept for the next one (what was written may be written
+        again, harmlessly)."""
         store = self._store
         layer = self._layer
         if store is None or layer is None:
@@ -1986,57 +2115,97 @@ class PresenceService:
             dirty, self._dirty = self._dirty, set()
             deleted, self._deleted = self._deleted, set()
             auths, self._dirty_auth = self._dirty_auth, set()
-            records: list[Subscription] = []
-            for sub_id in dirty:
-                if sub_id in deleted:
-                    continue
-                try:
-                    record = self._record(sub_id)
-                except Exception:
-                    log.exception("presence.store.record_failed", extra=kv(sub=sub_id))
-                    continue
-                if record is not None:
-                    records.append(record)
+            pending = iter(dirty)
+            #: ids of the batch being written, then of the one being built.
+            writing: list[str] = []
+            building: list[str] = []
+            write: asyncio.Future[Any] | None = None
+            written = 0
+            stage = "subscriptions"
             try:
-                for start in range(0, len(records), 1000):
-                    await store.put_subscriptions(records[start : start + 1000])
-                for sub_id in deleted:
-                    await store.delete_subscription(sub_id)
-                for key in auths:
-                    auth = self._auth.get(key)
-                    if auth is None:
-                        continue
-                    if auth.state is AuthorizationState.NONE and not (
-                        auth.pending_in or auth.pending_out
-                    ):
-                        await store.delete_authorization(*key)
+                while True:
+                    building = []
+                    batch: list[Subscription] = []
+                    for sub_id in pending:
+                        if sub_id in deleted:
+                            continue
+                        building.append(sub_id)
+                        record = self._record_or_none(sub_id)
+                        if record is not None:
+                            batch.append(record)
+                        if len(building) >= STORE_BATCH:
+                            break
+                    if write is not None:
+                        await write
+                        written += len(writing)
+                    writing, building, write = building, [], None
+                    if not writing:
+                        break
+                    if batch:
+                        write = asyncio.ensure_future(store.put_subscriptions(batch))
                     else:
-                        await store.put_authorization(dataclasses.replace(auth, version=0))
-            except StoreError as exc:
-                log.error("presence.store.write_failed", extra=kv(error=str(exc)))
-                # Keep them for the next round (what was written is written again).
-                self._dirty |= {r.id for r in records}
-                self._deleted |= deleted
+                        await asyncio.sleep(0)  # a batch of ended subscriptions: yield anyway
+                stage = "deletions"
+                if deleted:
+                    await store.delete_subscriptions(deleted)
+                stage = "authorizations"
+                await self._flush_auths(store, auths)
+            except BaseException as exc:
+                if write is not None and not write.done():
+                    write.cancel()
+                # Keep what is not known to be written for the next round.
+                if stage == "subscriptions":
+                    self._dirty.update(writing)
+                    self._dirty.update(building)
+                    self._dirty.update(pending)
+                if stage in ("subscriptions", "deletions"):
+                    self._deleted |= deleted
                 self._dirty_auth |= auths
+                if not isinstance(exc, StoreError):
+                    raise
+                log.error("presence.store.write_failed", extra=kv(error=str(exc), stage=stage))
                 return
-            if records or deleted or auths:
+            if written or deleted or auths:
                 log.debug(
                     "presence.store.flushed",
-                    extra=kv(written=len(records), deleted=len(deleted), authorizations=len(auths)),
+                    extra=kv(written=written, deleted=len(deleted), authorizations=len(auths)),
                 )
+
+    async def _flush_auths(self, store: Store, keys: set[tuple[str, str]]) -> None:
+        """Write or delete the changed authorizations, in batches (one transaction each)."""
+        puts: list[Authorization] = []
+        drops: list[tuple[str, str]] = []
+        for key in keys:
+            bits = self._auth.get(key)
+            if bits is None:
+                continue
+            if bits == 0:  # none, nothing pending: nothing to keep
+                drops.append(key)
+            else:
+                puts.append(_authorization(key, bits))
+        for start in range(0, len(puts), STORE_BATCH):
+            await store.put_authorizations(puts[start : start + STORE_BATCH])
+        for start in range(0, len(drops), STORE_BATCH):
+            await store.delete_authorizations(drops[start : start + STORE_BATCH])
+
+    def _record_or_none(self, sub_id: str) -> Subscription | None:
+        try:
+            return self._record(sub_id)
+        except Exception:
+            log.exception("presence.store.record_failed", extra=kv(sub=sub_id))
+            return None
 
     def _record(self, sub_id: str) -> Subscription | None:
         layer = self._layer
         assert layer is not None
-        view = layer.get(sub_id)
-        if view is None or view.state == "awaiting_answer":
-            return None  # gone, or not answered yet (nothing a restart could continue)
         wall = self._wall()
         now = self._now()
         try:
             snapshot = layer.snapshot(sub_id, now=now, wall=wall)
         except LocalSipError:
-            return None
+            return None  # gone, or not answered yet (nothing a restart could continue)
+        layer_state = str(snapshot.get("state"))
+        event = str(snapshot.get("event"))
         raw_expiry = snapshot.get("expires_at")
         if isinstance(raw_expiry, int | float) and not isinstance(raw_expiry, bool):
             expires_at = float(raw_expiry)
@@ -2051,15 +2220,15 @@ class PresenceService:
                 role=SubscriptionRole.NOTIFIER,
                 watcher=inbound.watcher_uri,
                 presentity=inbound.user,
-                state=SubscriptionState.ACTIVE if inbound.active else SubscriptionState.PENDING,
+                state=_stored_state(layer_state, known_active=inbound.active),
                 expires_at=expires_at,
-                peer=inbound.peer,
-                event=view.event,
+                peer=_peer_of(inbound.watcher_uri),
+                event=event,
                 dialog=dialog,
                 last_state=inbound.last_state,
                 extra={
                     "v": _EXTRA_VERSION,
-                    "layer": cast(Any, snapshot),
+                    "layer": _slim_snapshot(snapshot, dialog),
                     "watcher_jid": inbound.watcher_jid,
                     "presentity_uri": inbound.presentity_uri,
                     "lang": inbound.last_lang,
@@ -2073,15 +2242,15 @@ class PresenceService:
             role=SubscriptionRole.SUBSCRIBER,
             watcher=out.user,
             presentity=out.contact_uri,
-            state=SubscriptionState.ACTIVE if view.state == "active" else SubscriptionState.PENDING,
+            state=_stored_state(layer_state, known_active=out.active_seen),
             expires_at=expires_at,
             peer=out.peer,
-            event=view.event,
+            event=event,
             dialog=dialog,
             last_state=out.last_state,
             extra={
                 "v": _EXTRA_VERSION,
-                "layer": cast(Any, snapshot),
+                "layer": _slim_snapshot(snapshot, dialog),
                 "user_uri": out.user_uri,
                 "contact_jid": out.contact_jid,
                 "active_seen": out.active_seen,
@@ -2123,7 +2292,7 @@ class PresenceService:
         layer = self._layer
         assert layer is not None
         extra = record.extra
-        snapshot: Any = extra.get("layer")
+        snapshot: Any = _full_snapshot(record)
         now, wall = self._now(), self._wall()
         if isinstance(snapshot, Mapping):
             snapshot = _bump_cseq(snapshot)
@@ -2141,22 +2310,18 @@ class PresenceService:
                 return False
             inbound = _Inbound(
                 sub_id=restored_id,
-                user=record.presentity,
-                presentity_uri=presentity_uri,
+                user=sys.intern(record.presentity),
+                presentity_uri=sys.intern(presentity_uri),
                 watcher_uri=record.watcher,
                 watcher_jid=watcher_jid,
-                peer=record.peer,
                 active=record.state is SubscriptionState.ACTIVE,
-                throttle=NotifyThrottle(_merge, interval=self._cfg.min_notify_interval),
                 last_state=record.last_state,
                 last_lang=_str_or_none(extra.get("lang")),
             )
             self._add_inbound(inbound)
             if record.last_state is not None:
-                self._pair_state[(inbound.user, inbound.watcher_jid)] = (
-                    record.last_state,
-                    inbound.last_lang,
-                )
+                pair = self._pairs[(inbound.user, inbound.watcher_jid)]
+                pair.stored = (record.last_state, inbound.last_lang)
             if inbound.active:
                 self._auth_of((inbound.user, inbound.watcher_uri))
                 self._set_auth((inbound.user, inbound.watcher_uri), sip_receives=True)
@@ -2171,13 +2336,13 @@ class PresenceService:
         if not contact_jid or not user_uri:
             return False
         out = _Outbound(
-            user=record.watcher,
-            user_uri=user_uri,
-            contact_uri=record.presentity,
-            contact_jid=contact_jid,
-            peer=record.peer,
+            user=sys.intern(record.watcher),
+            user_uri=sys.intern(user_uri),
+            contact_uri=sys.intern(record.presentity),
+            contact_jid=sys.intern(contact_jid),
+            peer=_peer_of(record.presentity),
             active_seen=bool(extra.get("active_seen")),
-            shown=tuple(s for s in _list_of_str(extra.get("shown"))),
+            shown=tuple(_list_of_str(extra.get("shown"))),
             last_state=record.last_state,
             last_lang=_str_or_none(extra.get("lang")),
         )
@@ -2215,6 +2380,70 @@ class PresenceService:
 def pmap_aor(uri: str) -> str:
     """The address of record of a SIP URI (no parameters, port or headers)."""
     return str(parse_uri_or_header(uri).aor)
+
+
+#: Authorization bits per (XMPP user, SIP AOR), the RFC 6121 §2.1.2.5 states of RFC 8048
+#: §5.1 in one small int (a cached object, unlike a record per pair): the XMPP user
+#: receives the contact's presence ("to"), the contact receives the user's ("from"), and
+#: the two pending requests.
+_AUTH_TO = 1
+_AUTH_FROM = 2
+_AUTH_PENDING_OUT = 4
+_AUTH_PENDING_IN = 8
+_AUTH_STATES = (
+    AuthorizationState.NONE,
+    AuthorizationState.TO,
+    AuthorizationState.FROM,
+    AuthorizationState.BOTH,
+)
+
+
+def _auth_bits(auth: Authorization) -> int:
+    return (
+        (_AUTH_TO if auth.xmpp_receives else 0)
+        | (_AUTH_FROM if auth.sip_receives else 0)
+        | (_AUTH_PENDING_OUT if auth.pending_out else 0)
+        | (_AUTH_PENDING_IN if auth.pending_in else 0)
+    )
+
+
+def _authorization(key: tuple[str, str], bits: int) -> Authorization:
+    return Authorization(
+        key[0],
+        key[1],
+        _AUTH_STATES[bits & (_AUTH_TO | _AUTH_FROM)],
+        pending_out=bool(bits & _AUTH_PENDING_OUT),
+        pending_in=bool(bits & _AUTH_PENDING_IN),
+    )
+
+
+def _stored_state(layer_state: str, *, known_active: bool) -> SubscriptionState:
+    """The Subscription-State a record keeps (RFC 6665 §4.1.3 values).
+
+    The layer's own state when it is settled ("active", "pending"). While a dialog is
+    being re-established or ended ("notify_wait" of a re-SUBSCRIBE, "terminating",
+    "unsubscribed"), the subscription keeps the state it had: ``known_active`` (an X2S
+    contact's "active" NOTIFY was seen, RFC 8048 §5.2.1; an S2X watcher was authorized).
+    Storing such a subscription as "pending" would bring it back after a restart as a new,
+    unauthorized one: an S2X watcher would get empty NOTIFYs instead of the user's state.
+    """
+    if layer_state == "active":
+        return SubscriptionState.ACTIVE
+    if layer_state == "pending":
+        return SubscriptionState.PENDING
+    return SubscriptionState.ACTIVE if known_active else SubscriptionState.PENDING
+
+
+def _peer_of(uri: str) -> str:
+    """The SIP domain of an address of record, as the per-peer caps count it (interned:
+    every subscription with one peer shares the string)."""
+    return sys.intern(uri.split("@", 1)[-1].lower())
+
+
+def _same(a: bytes | None, b: bytes | None) -> bool:
+    """Equal documents; usually the very same object (one PIDF per presentity state is
+    shared by its watchers), which needs no byte comparison."""
+    return a is b or a == b
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:
@@ -2279,7 +2508,7 @@ def _dialog_state(data: object) -> DialogState | None:
         return DialogState(
             call_id=str(data["call_id"]),
             local_tag=str(data["local_tag"]),
-            remote_tag=str(data.get("remote_tag") or ""),
+            remote_tag=str(data.get("remote_tag") or "") or None,  # None: not confirmed yet
             local_uri=str(data["local_uri"]),
             remote_uri=str(data["remote_uri"]),
             remote_target=str(data["remote_target"]),
@@ -2297,6 +2526,58 @@ def _dialog_state(data: object) -> DialogState | None:
     except Exception as exc:  # the store's own validation (LocalStoreError)
         log.debug("presence.store.dialog_unmapped", extra=kv(error=str(exc)))
         return None
+
+
+def _slim_snapshot(snapshot: Mapping[str, object], dialog: DialogState | None) -> Any:
+    """The layer snapshot as a version-2 ``extra`` keeps it (see :data:`_EXTRA_VERSION`).
+    Without a dialog column (a dialog the store could not take) the whole snapshot stays."""
+    if dialog is None:
+        return dict(snapshot)
+    slim = {k: v for k, v in snapshot.items() if k not in _SNAPSHOT_IN_COLUMNS}
+    if slim.get("expires_at") is not None:
+        del slim["expires_at"]  # the record's expires_at column
+    return slim
+
+
+def _full_snapshot(record: Subscription) -> Mapping[str, object] | None:
+    """The layer snapshot of a stored record, whatever its ``extra`` version; None when the
+    record holds none that could be restored."""
+    extra = record.extra
+    layer = extra.get("layer")
+    if not isinstance(layer, Mapping):
+        return None
+    version = extra.get("v")
+    if version == 1 or "dialog" in layer:
+        return layer
+    if version != 2 or record.dialog is None:
+        return None
+    full: dict[str, object] = dict(layer)
+    full["sub_id"] = record.id
+    full["role"] = record.role.value
+    full["event"] = record.event
+    full["dialog"] = _dialog_dict(record.dialog)
+    if "expires_at" not in full:
+        full["expires_at"] = record.expires_at
+    return full
+
+
+def _dialog_dict(d: DialogState) -> dict[str, object]:
+    """The layer's dialog record (``Dialog.to_dict``) from the store's columns."""
+    return {
+        "call_id": d.call_id,
+        "local_tag": d.local_tag,
+        "remote_tag": d.remote_tag or "",
+        "local_uri": d.local_uri,
+        "remote_uri": d.remote_uri,
+        "remote_target": d.remote_target,
+        "route_set": list(d.route_set),
+        "local_cseq": d.local_cseq,
+        "remote_cseq": d.remote_cseq,
+        "secure": d.secure,
+        "transport": d.transport,
+        "peer_host": d.peer_host,
+        "peer_port": d.peer_port,
+    }
 
 
 def _bump_cseq(snapshot: Mapping[str, object]) -> Mapping[str, object]:
@@ -2334,7 +2615,7 @@ def build_layer(
 ) -> SubscriptionManager:
     """The RFC 6665 layer over ``endpoint``, its transactions owned by ``owner``."""
     return SubscriptionManager(
-        OwnedEndpoint(endpoint, dispatcher, owner),  # type: ignore[arg-type]
+        OwnedEndpoint(endpoint, dispatcher, owner),
         subscription_config(settings),
         ids,
         contact_uri_for(endpoint.config.local),

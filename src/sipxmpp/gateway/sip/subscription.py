@@ -83,6 +83,21 @@ Timers
     runtime's answer); the earliest is its one entry ``(deadline, sub_id)`` in a heap,
     with lazy deletion as in the transaction layer.
 
+NOTIFY fast path
+    A dialog that keeps being notified (the watchers of a presentity that changes often)
+    gets a :class:`_NotifyTemplate` from its second state NOTIFY on: the fields
+    ``Dialog.new_request`` writes that do not change between NOTIFYs (Request-URI,
+    From/To/Call-ID, Contact, Route) and the next hop, so each further NOTIFY is the
+    template, a CSeq, Event, Subscription-State and the shared body, with no URI parsed or
+    formatted. A target refresh (a new remote target) rebuilds it; the cache is bounded
+    (:data:`NOTIFY_TEMPLATE_CACHE`).
+
+Memory
+    ``_Sub`` is slotted with its flags in one int; a new subscription's id is its dialog's
+    local tag (one string for both); URIs many dialogs repeat (a presentity, a presence
+    server's Contact) are interned, and a dialog reuses the caller's URI strings when
+    they are already canonical.
+
 Persistence
     ``snapshot`` gives a JSON-able dict (dialog fields named as in the gateway store's
     DialogState); ``restore`` rebuilds the subscription after a restart, so NOTIFYs and
@@ -100,14 +115,14 @@ import enum
 import heapq
 import math
 import re
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .address import TransportAddress
 from .build import make_response
-from .core import SipEndpoint
 from .dialog import Dialog
 from .errors import LocalSipError, RemoteSipError
 from .events import (
@@ -125,7 +140,7 @@ from .grammar import (
     parse_params,
 )
 from .ids import IdGenerator
-from .message import Request, Response
+from .message import Headers, Request, Response, canonical_name
 from .sub_events import (
     REASON_EXPIRED,
     REASON_NO_ANSWER,
@@ -141,9 +156,12 @@ from .sub_events import (
     SubscriptionTerminated,
     SubscriptionView,
 )
+from .transaction_layer import EndpointConfig
 
 __all__ = [
     "ANSWER_TIMEOUT",
+    "NOTIFY_TEMPLATE_CACHE",
+    "SubscriptionEndpoint",
     "ENDING_STATUSES",
     "EXPIRY_GRACE",
     "MAX_SUBSCRIPTIONS",
@@ -606,12 +624,17 @@ class _Kind(enum.Enum):
     UNSUBSCRIBE = "unsubscribe"
 
 
+_AUTO_REFRESH = 1
+_FETCH = 2
+_UNSUB_DEFERRED = 4
+_RETRIED_423 = 8
+
+
 class _Sub:
     """One subscription. Slotted and small: the benchmark holds 100,000 of them."""
 
     __slots__ = (
         "id",
-        "role",
         "state",
         "dialog",
         "event",
@@ -624,15 +647,11 @@ class _Sub:
         "answer_at",
         "scheduled",
         "tx",
-        "tx_kind",
         "pending",
-        "pending_kind",
-        "auto_refresh",
-        "fetch",
+        "kind",
         "accept",
         "headers",
-        "unsub_deferred",
-        "retried_423",
+        "flags",
     )
 
     def __init__(
@@ -645,7 +664,9 @@ class _Sub:
         event_id: str | None,
     ) -> None:
         self.id = sub_id
-        self.role = role
+        if (role is Role.SUBSCRIBER) is not isinstance(state, SubscriberState):
+            raise LocalSipError(f"state {state} does not belong to the {role.value} role")
+        #: The role is the state machine's: SubscriberState or NotifierState.
         self.state: SubscriberState | NotifierState = state
         self.dialog = dialog
         self.event = event
@@ -661,18 +682,58 @@ class _Sub:
         self.scheduled: float | None = None
         #: Subscriber: the client transaction of the SUBSCRIBE in flight.
         self.tx: str | None = None
-        self.tx_kind = _Kind.INITIAL
         #: Notifier: the SUBSCRIBE awaiting the runtime's answer.
         self.pending: RequestReceived | None = None
-        self.pending_kind = _Kind.INITIAL
-        self.auto_refresh = True
-        self.fetch = False
+        #: What the SUBSCRIBE in flight (subscriber) or awaiting an answer (notifier) is.
+        self.kind = _Kind.INITIAL
         self.accept: tuple[str, ...] = ()
         self.headers: tuple[tuple[str, str], ...] = ()
-        #: Subscriber: unsubscribe() before the dialog was known; send when it is.
-        self.unsub_deferred = False
-        #: Subscriber: the SUBSCRIBE in flight is already a retry after a 423.
-        self.retried_423 = False
+        #: The boolean properties below, one bit each (one slot instead of four: the
+        #: gateway holds 100,000 subscriptions).
+        self.flags = _AUTO_REFRESH
+
+    @property
+    def role(self) -> Role:
+        return Role.SUBSCRIBER if isinstance(self.state, SubscriberState) else Role.NOTIFIER
+
+    def _flag(self, bit: int, on: bool) -> None:
+        self.flags = self.flags | bit if on else self.flags & ~bit
+
+    @property
+    def auto_refresh(self) -> bool:
+        """Subscriber: refresh before expiry by itself (else report RefreshDue)."""
+        return bool(self.flags & _AUTO_REFRESH)
+
+    @auto_refresh.setter
+    def auto_refresh(self, on: bool) -> None:
+        self._flag(_AUTO_REFRESH, on)
+
+    @property
+    def fetch(self) -> bool:
+        """A one-time fetch (Expires: 0, RFC 6665 §4.4.3)."""
+        return bool(self.flags & _FETCH)
+
+    @fetch.setter
+    def fetch(self, on: bool) -> None:
+        self._flag(_FETCH, on)
+
+    @property
+    def unsub_deferred(self) -> bool:
+        """Subscriber: unsubscribe() before the dialog was known; send when it is."""
+        return bool(self.flags & _UNSUB_DEFERRED)
+
+    @unsub_deferred.setter
+    def unsub_deferred(self, on: bool) -> None:
+        self._flag(_UNSUB_DEFERRED, on)
+
+    @property
+    def retried_423(self) -> bool:
+        """Subscriber: the SUBSCRIBE in flight is already a retry after a 423."""
+        return bool(self.flags & _RETRIED_423)
+
+    @retried_423.setter
+    def retried_423(self, on: bool) -> None:
+        self._flag(_RETRIED_423, on)
 
     @property
     def event_value(self) -> str:
@@ -709,6 +770,62 @@ class _Args:
 _NO_ARGS = _Args()
 
 
+# --- NOTIFY templates ------------------------------------------------------------------
+
+
+class SubscriptionEndpoint(Protocol):
+    """What the layer uses of :class:`~.core.SipEndpoint`. The runtime may hand it a wrapper
+    (e.g. one that registers the transactions the layer starts with its dispatcher)."""
+
+    @property
+    def config(self) -> EndpointConfig: ...
+
+    def send_request(self, request: Request, destination: TransportAddress, now: float) -> str: ...
+
+    def send_response(self, response: Response, now: float) -> None: ...
+
+
+class _NotifyTemplate:
+    """The fields every NOTIFY of one dialog repeats (RFC 3261 §12.2.1.1), built once by
+    ``Dialog.new_request`` and reused while the remote target stays the same: the
+    Request-URI, Max-Forwards/From/To/Call-ID before CSeq, Contact and Route after it, and
+    where the request goes. A fan-out of one change to 1,000 watchers then builds each
+    NOTIFY from these and the shared body without parsing or formatting a URI again."""
+
+    __slots__ = ("target", "hop", "uri", "head", "tail")
+
+    def __init__(
+        self,
+        target: str,
+        hop: TransportAddress,
+        uri: str,
+        head: tuple[tuple[str, str], ...],
+        tail: tuple[tuple[str, str], ...],
+    ) -> None:
+        self.target = target
+        self.hop = hop
+        self.uri = uri
+        self.head = head
+        self.tail = tail
+
+
+#: NOTIFY templates kept (see :class:`_NotifyTemplate`; oldest evicted first). The dialogs
+#: that receive NOTIFYs at a high rate are the watchers of a presentity that changes often
+#: (1,000 in the benchmark's fan-out); each entry is a few hundred bytes, so the bound keeps
+#: the cache at about 2 MB however many subscriptions are held.
+NOTIFY_TEMPLATE_CACHE = 4096
+
+#: Header names a runtime's extra NOTIFY header may not use on the fast path: those
+#: ``make_request`` writes itself or refuses (the slow path then raises the precise error).
+_TEMPLATE_RESERVED = frozenset(
+    {"Via", "From", "To", "Call-ID", "CSeq", "Max-Forwards", "Contact", "Content-Length"}
+    | {"Content-Type", "Route", "Event", "Subscription-State"}
+)
+
+#: Largest CSeq number we send (RFC 3261 §8.1.1.5: below 2**31), as ``Dialog`` enforces.
+_MAX_LOCAL_CSEQ = 2**31 - 1
+
+
 # --- the manager -----------------------------------------------------------------------
 
 
@@ -718,7 +835,7 @@ class SubscriptionManager:
 
     def __init__(
         self,
-        endpoint: SipEndpoint,
+        endpoint: SubscriptionEndpoint,
         config: SubscriptionConfig,
         ids: IdGenerator,
         contact: Callable[[str], str],
@@ -741,6 +858,8 @@ class SubscriptionManager:
         self._supported = {event: event for event in config.supported_events}
         self._accepts: dict[tuple[str, ...], tuple[str, ...]] = {}
         self._last_now = 0.0
+        #: sub id -> its dialog's NOTIFY template (see NOTIFY_TEMPLATE_CACHE).
+        self._notify_templates: dict[str, _NotifyTemplate] = {}
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -1095,6 +1214,10 @@ class SubscriptionManager:
         if not isinstance(dialog_raw, Mapping):
             raise LocalSipError("dialog missing")
         dialog = Dialog.from_dict(dialog_raw)
+        dialog.local_uri = sys.intern(dialog.local_uri)
+        dialog.remote_uri = sys.intern(dialog.remote_uri)
+        if role is Role.SUBSCRIBER:
+            dialog.remote_target = sys.intern(dialog.remote_target)
         event_raw = snapshot.get("event")
         event_id = snapshot.get("event_id")
         if not isinstance(event_raw, str) or not is_token(event_raw):
@@ -1186,6 +1309,13 @@ class SubscriptionManager:
             self._accepts[accept] = accept
         return accept
 
+    def _id_for(self, dialog: Dialog) -> str:
+        """A new subscription's id: its dialog's local tag, ours and random (RFC 3261 §19.3),
+        so that one string serves both (100,000 subscriptions); a fresh token when that tag
+        already names a subscription (a restored one, or a broken generator)."""
+        tag = dialog.local_tag
+        return tag if tag not in self._subs else self._new_id()
+
     def _new_id(self) -> str:
         for _ in range(_ID_TRIES):
             sub_id = self._ids.token(64)
@@ -1214,6 +1344,7 @@ class SubscriptionManager:
         if self._subs.get(sub.id) is not sub:
             return
         del self._subs[sub.id]
+        self._notify_templates.pop(sub.id, None)
         key = sub.dialog.key
         if key is not None and self._dialogs.get(key) is sub:
             del self._dialogs[key]
@@ -1252,7 +1383,7 @@ class SubscriptionManager:
 
     def _notifier(self, sub_id: str) -> _Sub | None:
         sub = self._subs.get(sub_id)
-        if sub is not None and sub.role is not Role.NOTIFIER:
+        if sub is not None and type(sub.state) is not NotifierState:
             raise LocalSipError(f"{sub_id} is a subscriber subscription")
         return sub
 
@@ -1267,7 +1398,7 @@ class SubscriptionManager:
 
     @staticmethod
     def _expiry_deadline(sub: _Sub) -> float | None:
-        if sub.expires_at is None or sub.role is Role.NOTIFIER:
+        if sub.expires_at is None or type(sub.state) is NotifierState:
             return sub.expires_at
         return sub.expires_at + EXPIRY_GRACE
 
@@ -1358,8 +1489,10 @@ class SubscriptionManager:
             raise LocalSipError("too many subscriptions", 503, "Service Unavailable")
         try:
             event_type, event_id = parse_event(event)
-            local_uri = str(parse_name_addr(from_uri).uri)
-            remote_uri = str(parse_name_addr(to_uri).uri)
+            # The caller's own strings when they are already canonical: its records and
+            # this dialog then share one object each.
+            local_uri = _same_text(str(parse_name_addr(from_uri).uri), from_uri)
+            remote_uri = _same_text(str(parse_name_addr(to_uri).uri), to_uri)
             parse_any_uri(request_uri)
         except RemoteSipError as exc:
             raise LocalSipError(f"bad subscribe argument: {exc.msg}") from exc
@@ -1377,7 +1510,9 @@ class SubscriptionManager:
             destination=destination,
         )
         event_type = self._supported.get(event_type, event_type)
-        sub = _Sub(self._new_id(), Role.SUBSCRIBER, _SS.NOTIFY_WAIT, dialog, event_type, event_id)
+        sub = _Sub(
+            self._id_for(dialog), Role.SUBSCRIBER, _SS.NOTIFY_WAIT, dialog, event_type, event_id
+        )
         sub.wanted = wanted
         sub.auto_refresh = auto_refresh and not fetch
         sub.fetch = fetch
@@ -1431,7 +1566,7 @@ class SubscriptionManager:
                 self._events.append(SubscribeFailed(sub.id, 503, None, True, False))
             return False
         sub.tx = key
-        sub.tx_kind = kind
+        sub.kind = kind
         sub.retried_423 = retry
         self._txs[key] = sub
         return True
@@ -1441,7 +1576,7 @@ class SubscriptionManager:
     ) -> None:
         """The final outcome of the SUBSCRIBE in flight (``response`` None: timeout or
         transport failure, ``status`` 408/503)."""
-        kind = sub.tx_kind
+        kind = sub.kind
         sub.tx = None
         if 200 <= status < 300 and response is not None:
             # RFC 6665 §8.3.1: a 202 is treated as a 200.
@@ -1449,9 +1584,11 @@ class SubscriptionManager:
             try:
                 if not dialog.confirmed:
                     dialog.confirm_by_response(response)  # RFC 3261 §12.1.2
+                    dialog.remote_target = sys.intern(dialog.remote_target)
                     self._confirmed(sub)
                 elif _tag_of(response, "To") == dialog.remote_tag:
                     dialog.refresh_target(response)  # §12.2.1.2
+                    dialog.remote_target = sys.intern(dialog.remote_target)
             except RemoteSipError:
                 pass  # a NOTIFY can still confirm the dialog; Timer N bounds the wait
             try:
@@ -1554,11 +1691,14 @@ class SubscriptionManager:
             if not dialog.confirmed:
                 # RFC 6665 §4.1.2.4: the NOTIFY overtook the 2xx and creates the dialog.
                 dialog.confirm_by_request(request)
+                dialog.remote_target = sys.intern(dialog.remote_target)
                 self._confirmed(sub)
                 dialog.accept_remote_cseq(request)
             else:
                 dialog.accept_remote_cseq(request)  # RFC 3261 §12.2.2
                 dialog.refresh_target(request)  # NOTIFY is a target refresh request
+                # A presence server's Contact is the remote target of many subscriptions.
+                dialog.remote_target = sys.intern(dialog.remote_target)
         except _Refusal as ref:
             self._reply(event, ref.status, ref.reason, ref.headers, now=now)
             return
@@ -1717,11 +1857,14 @@ class SubscriptionManager:
                 (("Retry-After", str(self._cfg.overload_retry_after)),),
             )
         dialog = Dialog.uas(event.request, self._ids.tag(), event.source)  # RFC 3261 §12.1.1
+        dialog.local_uri = sys.intern(dialog.local_uri)  # the presentity: shared by watchers
         granted = min(expires, self._cfg.max_expires)  # may shorten, never lengthen (§4.2.1.1)
-        sub = _Sub(self._new_id(), Role.NOTIFIER, _NS.AWAITING_ANSWER, dialog, event_type, event_id)
+        sub = _Sub(
+            self._id_for(dialog), Role.NOTIFIER, _NS.AWAITING_ANSWER, dialog, event_type, event_id
+        )
         sub.fetch = expires == 0  # RFC 6665 §4.4.3, RFC 8048 §7.2
         sub.pending = event
-        sub.pending_kind = _Kind.INITIAL
+        sub.kind = _Kind.INITIAL
         sub.wanted = granted
         sub.answer_at = now + self._cfg.answer_timeout
         self._register(sub)
@@ -1818,7 +1961,7 @@ class SubscriptionManager:
         elif action is _NA.ASK_RUNTIME:
             assert args.event is not None
             sub.pending = args.event
-            sub.pending_kind = _Kind.REFRESH
+            sub.kind = _Kind.REFRESH
             sub.wanted = args.granted
             sub.answer_at = now + self._cfg.answer_timeout
             self._events.append(self._requested(sub, args.event, args.granted, refresh=True))
@@ -1930,23 +2073,79 @@ class SubscriptionManager:
         else:
             left = 0 if sub.expires_at is None else max(0, math.floor(sub.expires_at - now))
             substate = f"{state};expires={left}"
-        dialog = sub.dialog
-        hop = dialog.next_hop()
-        fields = [("Event", sub.event_value), ("Subscription-State", substate), *args.headers]
         try:
-            request = dialog.new_request(
-                "NOTIFY",
-                contact=self._contact(hop.transport),
-                headers=fields,
-                body=args.body or b"",
-                content_type=args.content_type if args.body else None,
-            )
+            request, hop = self._build_notify(sub, substate, args)
             key = self._ep.send_request(request, hop, now)
         except LocalSipError:
             if tu:
                 raise
             return
         self._txs[key] = sub
+
+    def _build_notify(
+        self, sub: _Sub, substate: str, args: _Args
+    ) -> tuple[Request, TransportAddress]:
+        """The next NOTIFY of ``sub``'s dialog and where it goes: from the dialog's cached
+        template when it has one (the same fields ``Dialog.new_request`` writes, in the same
+        order), else by ``Dialog.new_request``, which also makes the template."""
+        dialog = sub.dialog
+        body = args.body or b""
+        content_type = args.content_type if body else None
+        tpl = self._notify_templates.get(sub.id)
+        if (
+            tpl is not None
+            and tpl.target is dialog.remote_target
+            and dialog.local_cseq < _MAX_LOCAL_CSEQ
+        ):
+            items: list[tuple[str, str]] = [
+                *tpl.head,
+                ("CSeq", f"{dialog.local_cseq + 1} NOTIFY"),
+                *tpl.tail,
+                ("Event", sub.event_value),
+                ("Subscription-State", substate),
+            ]
+            fast = True
+            for name, value in args.headers:
+                canon = canonical_name(name)
+                if canon in _TEMPLATE_RESERVED:
+                    fast = False  # let make_request refuse it with the precise reason
+                    break
+                items.append((canon, value))
+            if fast:
+                if content_type is not None:
+                    items.append(("Content-Type", content_type))
+                dialog.local_cseq += 1
+                return Request("NOTIFY", tpl.uri, Headers(tuple(items)), body), tpl.hop
+        hop = dialog.next_hop()
+        contact = self._contact(hop.transport)
+        fields = [("Event", sub.event_value), ("Subscription-State", substate), *args.headers]
+        request = dialog.new_request(
+            "NOTIFY", contact=contact, headers=fields, body=body, content_type=content_type
+        )
+        if dialog.local_cseq > 1:
+            # Only a dialog that NOTIFYs again after the one following its 2xx gets a
+            # template: most subscriptions are quiet, and their memory is what counts.
+            self._remember_template(sub, dialog, hop, request)
+        return request, hop
+
+    def _remember_template(
+        self, sub: _Sub, dialog: Dialog, hop: TransportAddress, request: Request
+    ) -> None:
+        """Keep the dialog's fixed NOTIFY fields (see :class:`_NotifyTemplate`)."""
+        items = request.headers.items
+        # make_request's order: Max-Forwards, From, To, Call-ID, CSeq, Contact, Route...,
+        # then the extra fields (Event first).
+        if len(items) < 6 or items[4][0] != "CSeq" or items[5][0] != "Contact":
+            return
+        end = 6
+        while end < len(items) and items[end][0] == "Route":
+            end += 1
+        cache = self._notify_templates
+        if sub.id not in cache and len(cache) >= NOTIFY_TEMPLATE_CACHE:
+            del cache[next(iter(cache))]
+        cache[sub.id] = _NotifyTemplate(
+            dialog.remote_target, hop, request.uri, items[:4], items[5:end]
+        )
 
     # -- internals: answering ------------------------------------------------------------
 
@@ -1981,6 +2180,11 @@ class SubscriptionManager:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _same_text(value: str, given: str) -> str:
+    """``given`` when it equals ``value`` (so one object serves both), else ``value``."""
+    return given if value == given else value
 
 
 def _tag_of(message: Request | Response, header: str) -> str | None:

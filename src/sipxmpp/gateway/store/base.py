@@ -50,7 +50,6 @@ from .model import (
     Subscription,
     SubscriptionRole,
     decode_extra_checked,
-    encode_extra,
 )
 from .schema import (
     AUTHORIZATION_COLUMNS,
@@ -113,7 +112,7 @@ def subscription_row(sub: Subscription) -> tuple[object, ...]:
         sub.peer,
         sub.last_state,
         sub.last_notify_at,
-        encode_extra(sub.extra),
+        sub.extra_json,
     )
     if d is None:
         return head + _NO_DIALOG
@@ -124,7 +123,9 @@ def subscription_row(sub: Subscription) -> tuple[object, ...]:
         d.local_uri,
         d.remote_uri,
         d.remote_target,
-        json.dumps(list(d.route_set), ensure_ascii=False, separators=(",", ":")),
+        json.dumps(list(d.route_set), ensure_ascii=False, separators=(",", ":"))
+        if d.route_set
+        else "[]",
         d.local_cseq,
         d.remote_cseq,
         d.secure,
@@ -234,6 +235,7 @@ def subscription_from_row(row: Row) -> Subscription:
         )
         # Plain JSON by construction (see decode_extra_checked): set without re-encoding.
         object.__setattr__(result, "extra", decode_extra_checked(extra))
+        object.__setattr__(result, "extra_json", extra)
         return result
     except (ValueError, TypeError, RecursionError) as exc:  # LocalStoreError is a ValueError
         ident = row[0] if len(row) else None
@@ -372,6 +374,11 @@ _SQL_AUTH_DELETE = f"DELETE FROM {AUTHORIZATIONS} WHERE {_AUTH_KEY} RETURNING ve
 _SQL_AUTH_DELETE_IF = (
     f"DELETE FROM {AUTHORIZATIONS} WHERE {_AUTH_KEY} AND version = ? RETURNING version"
 )
+# Batch forms (one statement per row of parameters, all in one transaction): no RETURNING,
+# since executemany cannot return rows.
+_SQL_SUB_DELETE_MANY = f"DELETE FROM {SUBSCRIPTIONS} WHERE id = ?"
+_SQL_AUTH_UPSERT_MANY = _SQL_AUTH_UPSERT.removesuffix(" RETURNING version")
+_SQL_AUTH_DELETE_MANY = f"DELETE FROM {AUTHORIZATIONS} WHERE {_AUTH_KEY}"
 _SQL_AUTH_FOR = (
     f"{_AUTH_SELECT} WHERE xmpp_jid = ? OR sip_uri = ? ORDER BY xmpp_jid, sip_uri LIMIT ?"
 )
@@ -437,6 +444,15 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def _upsert_subscription_rows(self, rows: Sequence[tuple[object, ...]]) -> dict[str, int]:
         """Upsert many subscription rows in one transaction; map id -> new version."""
+
+    @abc.abstractmethod
+    async def _write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        """Run one modifying statement once per row of parameters, all in one transaction
+        (all or none)."""
+
+    async def _write_batches(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        for start in range(0, len(rows), MAX_PAGE_ROWS):
+            await self._write_many(sql, rows[start : start + MAX_PAGE_ROWS])
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -517,6 +533,17 @@ class Store(abc.ABC):
         if not found:
             return False
         raise VersionConflict("subscription", (key,), expected, found[0][0])
+
+    async def delete_subscriptions(self, ids: Iterable[str]) -> None:
+        """Delete every subscription named in ``ids`` (unconditionally; ids without a row
+        are ignored), in one transaction per :data:`MAX_PAGE_ROWS` ids: a periodic flush
+        removes what ended since the last one without a round trip per row."""
+        keys: list[tuple[object, ...]] = []
+        for ident in ids:
+            key = _lookup_key("id", ident, MAX_ID_BYTES)
+            if key is not None:
+                keys.append((key,))
+        await self._write_batches(_SQL_SUB_DELETE_MANY, keys)
 
     async def _list(self, sql: str, params: tuple[object, ...], limit: int) -> list[Subscription]:
         rows = await self._read(sql, (*params, limit + 1))
@@ -644,6 +671,32 @@ class Store(abc.ABC):
             actual = found[0][0] if found else None
             raise VersionConflict("authorization", auth.key, expected, actual)
         return _with_version(auth, rows[0][0])
+
+    async def put_authorizations(self, batch: Iterable[Authorization]) -> None:
+        """Upsert many authorizations unconditionally (as ``put_authorization`` without an
+        expected version), in one transaction per :data:`MAX_PAGE_ROWS` records. The new
+        versions are not returned; read a record back where its version matters."""
+        rows: list[tuple[object, ...]] = []
+        seen: set[tuple[str, str]] = set()
+        for auth in batch:
+            if not isinstance(auth, Authorization):
+                raise LocalStoreError("put_authorizations needs Authorization items")
+            if auth.key in seen:
+                raise LocalStoreError(f"authorization {auth.key!r} appears twice in one batch")
+            seen.add(auth.key)
+            rows.append(authorization_row(auth))
+        await self._write_batches(_SQL_AUTH_UPSERT_MANY, rows)
+
+    async def delete_authorizations(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Delete the authorizations named by (XMPP JID, SIP URI) pairs, unconditionally,
+        in one transaction per :data:`MAX_PAGE_ROWS` keys (pairs without a row are ignored)."""
+        rows: list[tuple[object, ...]] = []
+        for xmpp_jid, sip_uri in keys:
+            jid = _lookup_key("xmpp_jid", xmpp_jid, MAX_URI_BYTES)
+            uri = _lookup_key("sip_uri", sip_uri, MAX_URI_BYTES)
+            if jid is not None and uri is not None:
+                rows.append((jid, uri))
+        await self._write_batches(_SQL_AUTH_DELETE_MANY, rows)
 
     async def get_authorization(self, xmpp_jid: str, sip_uri: str) -> Authorization | None:
         """The authorization between this JID and SIP URI, or None."""

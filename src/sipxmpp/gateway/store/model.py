@@ -247,18 +247,20 @@ def decode_extra_checked(text: str) -> Mapping[str, JsonValue]:
 EMPTY_EXTRA: Mapping[str, JsonValue] = MappingProxyType({})
 
 
-def _extra(value: object) -> Mapping[str, JsonValue]:
+def _extra(value: object) -> tuple[Mapping[str, JsonValue], str]:
+    """The record's read-only private copy of ``value`` and its JSON text (which the row
+    codec writes as it is, so a record is encoded once)."""
     if not isinstance(value, Mapping):
         raise LocalStoreError(f"extra must be a mapping, not {type(value).__name__}")
     if not value:
-        return EMPTY_EXTRA
+        return EMPTY_EXTRA, "{}"
     text = encode_extra(value)
     copy = decode_extra(text)
     # JSON silently turns tuples into lists and non-str keys into str; refuse instead, so that
     # what comes back from the database always equals what was stored.
     if copy != value:
         raise LocalStoreError("extra must hold only dict/list/str/int/float/bool/None, str keys")
-    return copy
+    return copy, text
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -359,6 +361,8 @@ class Subscription:
     version: int = 0
     #: Fields the presence work adds later: a read-only JSON object.
     extra: Mapping[str, JsonValue] = field(default_factory=dict, hash=False)
+    #: ``extra`` as the JSON text the row codec writes (computed by the constructor).
+    extra_json: str = field(default="{}", init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         _text("id", self.id, MAX_ID_BYTES)
@@ -386,7 +390,9 @@ class Subscription:
                 self, "last_notify_at", _epoch("last_notify_at", self.last_notify_at)
             )
         _int("version", self.version, 0, _MAX_VERSION)
-        object.__setattr__(self, "extra", _extra(self.extra))
+        extra, text = _extra(self.extra)
+        object.__setattr__(self, "extra", extra)
+        object.__setattr__(self, "extra_json", text)
 
 
 #: RFC 6121 Appendix A lists the nine defined states; pending-out is impossible once the

@@ -226,6 +226,14 @@ class PostgresStore(Store):
     async def _write(self, sql: str, params: Sequence[object]) -> Sequence[Row]:
         return await self._read(sql, params)
 
+    async def _write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if not rows:
+            return
+        pool = self._require()
+        with self._errors():
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.executemany(_numbered(sql), rows)
+
     async def _upsert_subscription_rows(self, rows: Sequence[tuple[object, ...]]) -> dict[str, int]:
         pool = self._require()
         ordered = sorted(rows, key=lambda row: str(row[0]))

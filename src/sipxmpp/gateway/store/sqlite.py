@@ -233,6 +233,22 @@ class SqliteStore(Store):
                 await self._reset_if_in_transaction(conn)
                 return list(await conn.execute_fetchall(sql, params))
 
+    async def _write_many(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        if not rows:
+            return
+        conn = self._require()
+        async with self._lock:
+            with self._errors():
+                await self._reset_if_in_transaction(conn)
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    await conn.executemany(sql, rows)
+                    await conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                    raise
+
     async def _upsert_subscription_rows(self, rows: Sequence[tuple[object, ...]]) -> dict[str, int]:
         conn = self._require()
         versions: dict[str, int] = {}

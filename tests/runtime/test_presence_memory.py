@@ -1,0 +1,135 @@
+"""Memory the presence service keeps per subscription (issue 3: under 2 KB per subscription
+for the whole gateway, 50,000 SIP-side + 50,000 XMPP-side held).
+
+The layer's own share is measured in tests/sip/test_subscription.py; here the service's
+records are measured with the recording fakes of test_presence_service.py: live Python
+memory allocated by the gateway's modules (not by the fakes) per subscription, after the
+bounded caches are emptied. And what the watchers of one presentity share.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from test_presence_service import COMPONENT, PIDF, World, make_world, notify, requested
+
+from sipxmpp.gateway.store import Store, open_store
+from sipxmpp.mapping.presence import PresenceType, XmppPresence
+
+SOURCES = str(Path(__file__).resolve().parents[2] / "src" / "sipxmpp")
+
+#: The service's records per subscription, every user and contact distinct (the worst
+#: case: nothing to share), including each S2X user's own PIDF document (~300 bytes) and
+#: the X2S contact's. Measured about 1,000 bytes (the layer's _Sub and dialog come on top,
+#: see its own test); the bound leaves room for interpreter differences, not for one more
+#: structure per subscription.
+SERVICE_BYTES_PER_SUBSCRIPTION = 1300
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    st = await open_store("sqlite://:memory:")
+    yield st
+    await st.close()
+
+
+def _forget_caches(world: World) -> None:
+    service = world.service
+    service._routes.clear()
+    service._pidf_cache.clear()
+    service._presences.clear()
+    memo = getattr(service._domains, "_memo", None)
+    if memo is not None:
+        memo.clear()
+    gc.collect()
+
+
+async def _pairs(world: World, start: int, n: int) -> None:
+    """``n`` S2X watchers (each of its own user, authorized, with a state) and ``n`` X2S
+    subscriptions (each to its own contact, active, with a document)."""
+    for i in range(start, start + n):
+        user = f"u{i}@example.test"
+        world.feed(
+            requested(
+                f"n{i}", watcher=f"sip:w{i}@example.test", presentity=f"sip:u{i}@example.test"
+            )
+        )
+        await world.settle()
+        await world.service.on_presence(
+            XmppPresence(user, f"w{i}@{COMPONENT}", PresenceType.SUBSCRIBED)
+        )
+        await world.service.on_presence(
+            XmppPresence.received(f"{user}/desk", f"w{i}@{COMPONENT}", statuses=[("here", None)])
+        )
+        await world.service.on_presence(
+            XmppPresence(f"x{i}@example.test", f"c{i}@{COMPONENT}", PresenceType.SUBSCRIBE)
+        )
+        sub_id = world.layer.named("subscribe")[-1][1]
+        world.feed(notify(sub_id, "active", PIDF.replace(b"alice", f"c{i}".encode())))
+    world.layer.calls.clear()
+    world.xmpp.sent.clear()
+
+
+async def test_service_memory_per_subscription_is_bounded(store: Store) -> None:
+    world = await make_world(store)
+    try:
+        await _pairs(world, 0, 20)  # warm every code path and dict up
+        await world.service.flush()
+        _forget_caches(world)
+        n = 300
+        tracemalloc.start()
+        try:
+            before = tracemalloc.take_snapshot()
+            await _pairs(world, 20, n)
+            await world.service.flush()
+            _forget_caches(world)
+            after = tracemalloc.take_snapshot()
+        finally:
+            tracemalloc.stop()
+        ours = [tracemalloc.Filter(True, SOURCES + "/*")]
+        grown = sum(
+            stat.size_diff
+            for stat in after.filter_traces(ours).compare_to(before.filter_traces(ours), "filename")
+        )
+        per_subscription = grown / (2 * n)
+        assert len(world.service._inbound) == len(world.service._outbound) == n + 20
+        assert per_subscription < SERVICE_BYTES_PER_SUBSCRIPTION, per_subscription
+    finally:
+        await world.service.stop()
+
+
+async def test_watchers_of_one_presentity_share_presences_and_documents(store: Store) -> None:
+    """One change of bob reaches his 50 watchers as 50 stanzas: their views hold one
+    presence object (one status object), and their last documents are one bytes object."""
+    world = await make_world(store)
+    try:
+        n = 50
+        for i in range(n):
+            world.feed(requested(f"w{i}", watcher=f"sip:w{i}@example.test"))
+        await world.settle()
+        for i in range(n):
+            await world.service.on_presence(
+                XmppPresence("bob@example.test", f"w{i}@{COMPONENT}", PresenceType.SUBSCRIBED)
+            )
+        for i in range(n):
+            await world.service.on_presence(
+                XmppPresence.received(
+                    "bob@example.test/desk",
+                    f"w{i}@{COMPONENT}",
+                    show="away",
+                    statuses=[("lunch", None)],
+                )
+            )
+        pairs = [world.service._pairs[("bob@example.test", f"w{i}@{COMPONENT}")] for i in range(n)]
+        views = {id(p) for pair in pairs for p in pair.view}
+        assert len(views) == 1
+        docs = {id(world.service._inbound[f"w{i}"].last_state) for i in range(n)}
+        assert len(docs) == 1
+        users = {id(world.service._inbound[f"w{i}"].user) for i in range(n)}
+        assert len(users) == 1  # interned
+    finally:
+        await world.service.stop()
