@@ -38,12 +38,11 @@ from types import ModuleType
 __all__ = ["NATIVE_MODULES", "activate", "build_dir", "source_digest", "status", "loaded"]
 
 #: Modules compiled by ``scripts/build_native.py``: the sans-I/O SIP core (codec,
-#: transactions, endpoint), the MSRP core and the mapping modules on the per-message path.
-#: Interpreted are: package ``__init__`` modules (they only re-export); INVITE dialogs and
-#: SDP (their cost is per session, not per message); ``sip.subscription`` (its manager is
-#: handed a duck-typed endpoint, which compiled code would refuse by its annotation);
-#: ``mapping.presence`` (mypyc cannot compile its generic frozen dataclasses); ``sip.ids``
-#: (its generators are weakly referenced for the fork hook; compiled classes are not).
+#: transactions, endpoint, subscriptions), the MSRP core and the mapping modules on the
+#: per-message path. Interpreted are: package ``__init__`` modules (they only re-export);
+#: INVITE dialogs and SDP (their cost is per session, not per message); ``mapping.presence``
+#: (mypyc cannot compile its generic frozen dataclasses); ``sip.ids`` (its generators are
+#: weakly referenced for the fork hook; compiled classes are not).
 NATIVE_MODULES: tuple[str, ...] = (
     "sipxmpp.gateway.sip.address",
     "sipxmpp.gateway.sip.build",
@@ -53,6 +52,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "sipxmpp.gateway.sip.message",
     "sipxmpp.gateway.sip.options",
     "sipxmpp.gateway.sip.parser",
+    "sipxmpp.gateway.sip.subscription",
     "sipxmpp.gateway.sip.timers",
     "sipxmpp.gateway.sip.transaction",
     "sipxmpp.gateway.sip.transaction_layer",

@@ -25,6 +25,7 @@ from sipxmpp.gateway.sip import (
     TransactionTimedOut,
     TransportAddress,
     TransportFailed,
+    TxState,
     is_token,
     is_valid_call_id,
     make_response,
@@ -604,3 +605,82 @@ def test_fake_clock_only_moves_forward() -> None:
     assert clock.advance_to(2.0) == 2.0
     with pytest.raises(ValueError):
         clock.advance(-1.0)
+
+
+# -- finished non-INVITE server transactions: compact records until Timer J --------------
+
+
+def _answered_message(ep: SipEndpoint, n: int, now: float) -> tuple[str, bytes]:
+    """Receive MESSAGE number ``n`` over UDP and answer it 200; return (key, 200 bytes)."""
+    via = f"SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKc{n};rport"
+    ep.receive_datagram(raw(via=via, call_id=f"c{n}@peer"), PEER, now)
+    [event] = drain(ep)
+    assert isinstance(event, RequestReceived)
+    ep.send_response(make_response(event.request, 200, to_tag=f"t{n}"), now)
+    [(dest, data)] = ep.data_to_send()
+    assert dest == PEER
+    return event.transaction, data
+
+
+def test_completed_udp_transaction_answers_retransmissions_until_timer_j() -> None:
+    ep = endpoint()
+    key, answer = _answered_message(ep, 1, 10.0)
+    # §17.2.2: "Completed" until Timer J (64*T1) fires, answering retransmissions.
+    assert ep.transaction_state(key) is TxState.COMPLETED
+    assert ep.transaction_count == 1
+    assert ep.next_deadline() == pytest.approx(10.0 + 64 * 0.5)
+    retransmission = raw(
+        via="SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKc1;rport", call_id="c1@peer"
+    )
+    ep.receive_datagram(retransmission, PEER, 20.0)
+    assert drain(ep) == []  # absorbed: the TU sees the request once
+    assert ep.data_to_send() == [(PEER, answer)]
+    ep.handle_timer(41.9)
+    assert ep.transaction_state(key) is TxState.COMPLETED
+    ep.handle_timer(42.0)
+    assert ep.transaction_state(key) is None
+    assert ep.transaction_count == 0
+    assert ep.next_deadline() is None
+    # After Timer J the same request is new to the layer.
+    ep.receive_datagram(retransmission, PEER, 43.0)
+    assert [type(e) for e in drain(ep)] == [RequestReceived]
+
+
+def test_completed_records_expire_in_order_and_count_against_the_cap() -> None:
+    ep = endpoint(max_transactions=3)
+    keys = [_answered_message(ep, n, 10.0 + n)[0] for n in range(3)]
+    # The table is full of finished transactions: a new request gets 503 (§21.5.4).
+    via = "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bKc9;rport"
+    ep.receive_datagram(raw(via=via, call_id="c9@peer"), PEER, 14.0)
+    _, refused = only_response(ep)
+    assert refused.status == 503
+    ep.handle_timer(10.0 + 1 + 32)
+    assert [ep.transaction_state(k) for k in keys] == [None, None, TxState.COMPLETED]
+    assert ep.next_deadline() == pytest.approx(12.0 + 32)
+
+
+def test_completed_record_is_small() -> None:
+    """What a finished transaction keeps for 32 s is the response, not the request, the
+    response object and the state machine (the presence and pager benchmarks hold 160,000)."""
+    import gc
+    import tracemalloc
+
+    ep = endpoint()
+    # Trace from the start, so that the bounded parse caches, full after the warm-up, count
+    # what they free as well as what they keep.
+    tracemalloc.start()
+    try:
+        for n in range(5000):
+            _answered_message(ep, n, 1.0)
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        for n in range(10_000, 12_000):
+            _answered_message(ep, n, 2.0)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    per_transaction = grown / 2000
+    # The 200 itself is ~270 bytes; the record, key and expiry entries about as much again.
+    assert per_transaction < 800, per_transaction

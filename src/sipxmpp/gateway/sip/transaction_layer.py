@@ -39,6 +39,16 @@ Timers
     when stale entries outnumber live ones, so memory stays proportional to the number
     of live transactions.
 
+Finished non-INVITE server transactions
+    Over UDP a non-INVITE server transaction waits in "Completed" for Timer J (64*T1 = 32 s)
+    only to answer retransmissions of its request with the same response (§17.2.2). At the
+    design load of 5,000 requests/s that is 160,000 transactions at once, so on entering
+    "Completed" it is kept as a compact record instead: the response bytes, where they go,
+    and the Timer J deadline, expired in arrival order (Timer J is the same for all of them).
+    A transport error while in that state ends the transaction without a TU event: the TU
+    has answered and keeps nothing for it, and finding the records bound to an address would
+    cost a scan of all of them per ICMP error.
+
 Responses go where §18.2.2 says: on a stream, back on the connection the request came
 on while it is open, otherwise to the Via's ``received`` (or sent-by) host and sent-by
 port; on UDP to ``maddr`` if present, else to ``received`` and the ``rport`` value (RFC
@@ -433,6 +443,10 @@ class TransactionLayer:
         self._events = events
         self._outbox = outbox
         self._txs: dict[str, _Tx] = {}
+        #: Finished non-INVITE server transactions (see the module docstring): key ->
+        #: (response bytes, target, Timer J deadline), and the keys in expiry order.
+        self._completed: dict[str, tuple[bytes, TransportAddress, float]] = {}
+        self._completed_order: deque[tuple[float, str]] = deque()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._by_connection: dict[int, set[str]] = {}
@@ -449,15 +463,17 @@ class TransactionLayer:
     # -- introspection -------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._txs)
+        return len(self._txs) + len(self._completed)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._txs
+        return key in self._txs or key in self._completed
 
     def state_of(self, key: str) -> TxState | None:
         """The state of a live transaction, None if there is none by that key."""
         tx = self._txs.get(key)
-        return tx.fsm.state if tx is not None else None
+        if tx is None:
+            return TxState.COMPLETED if key in self._completed else None
+        return tx.fsm.state
 
     def cancelled_transaction(self, cancel_key: str) -> str | None:
         """For a received CANCEL's transaction: the INVITE server transaction it targets,
@@ -520,7 +536,7 @@ class TransactionLayer:
             return key
         if key in self._txs:
             raise LocalSipError(f"transaction {key} already exists")
-        if len(self._txs) >= self._cfg.max_transactions:
+        if len(self) >= self._cfg.max_transactions:
             raise LocalSipError("too many transactions", 503, "Service Unavailable")
         kind = TxKind.INVITE_CLIENT if method == "INVITE" else TxKind.NON_INVITE_CLIENT
         fsm = Transaction(kind, reliable=destination.reliable, timers=self._cfg.timers)
@@ -628,6 +644,11 @@ class TransactionLayer:
             event = TxInput.ACK if method == "ACK" else TxInput.REQUEST_RETRANSMIT
             self._run(tx, tx.fsm.handle(event, now), now, request, source)
             return
+        done = self._completed.get(key)
+        if done is not None:
+            # §17.2.2: in "Completed", a retransmitted request gets the response again.
+            self._outbox.append((done[1], done[0]))
+            return
         if method == "ACK":
             self._receive_unmatched_ack(request, source, now)
             return
@@ -640,7 +661,7 @@ class TransactionLayer:
                 # it SHOULD respond to the CANCEL with a 481".
                 self.reply_stateless(request, 481, target, "CANCEL matches no transaction")
                 return
-        if len(self._txs) >= self._cfg.max_transactions:
+        if len(self) >= self._cfg.max_transactions:
             self.reply_stateless(
                 request,
                 503,
@@ -785,15 +806,27 @@ class TransactionLayer:
 
     def next_deadline(self) -> float | None:
         heap = self._heap
+        first: float | None = None
         while heap:
             deadline, _, key = heap[0]
             tx = self._txs.get(key)
             if tx is not None and tx.scheduled == deadline:
-                return deadline
+                first = deadline
+                break
             heapq.heappop(heap)
-        return None
+        order = self._completed_order
+        if order and (first is None or order[0][0] < first):
+            return order[0][0]
+        return first
 
     def handle_timer(self, now: float) -> None:
+        order = self._completed_order
+        completed = self._completed
+        while order and order[0][0] <= now:
+            deadline, key = order.popleft()
+            done = completed.get(key)
+            if done is not None and done[2] == deadline:
+                del completed[key]  # Timer J fired (§17.2.2): "Terminated"
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, key = heapq.heappop(heap)
@@ -886,6 +919,18 @@ class TransactionLayer:
         if tx.fsm.terminated:
             self._remove(tx)
             return
+        if (
+            isinstance(tx, _ServerTx)
+            and tx.fsm.state is TxState.COMPLETED
+            and tx.fsm.kind is TxKind.NON_INVITE_SERVER
+            and tx.last_response is not None
+        ):
+            deadline = tx.fsm.deadline(TxInput.TIMER_J)
+            if deadline is not None:
+                self._remove(tx)
+                self._completed[tx.key] = (tx.last_response, tx.target, deadline)
+                self._completed_order.append((deadline, tx.key))
+                return
         if isinstance(tx, _ClientTx) and tx.cancel_pending:
             if tx.fsm.state is TxState.PROCEEDING:
                 tx.cancel_pending = False
