@@ -98,7 +98,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.settings import PresenceSettings, Settings
@@ -121,7 +121,6 @@ from sipxmpp.gateway.sip.sub_events import (
     SubscriptionActive,
     SubscriptionPending,
     SubscriptionTerminated,
-    SubscriptionView,
 )
 from sipxmpp.gateway.sip.subscription import SubscriptionConfig, SubscriptionManager
 from sipxmpp.gateway.store import (
@@ -182,7 +181,6 @@ __all__ = [
     "ROUTE_CACHE_SIZE",
     "STORE_BATCH",
     "TIMER_TURN_BUDGET_S",
-    "SubscriptionLayer",
     "build_layer",
     "contact_uri_for",
     "open_presence_store",
@@ -292,100 +290,6 @@ class _Refusal(Exception):
 
 
 # ------------------------------------------------------------------------------ interfaces
-
-
-class SubscriptionLayer(Protocol):
-    """What the service uses of ``gateway.sip.subscription.SubscriptionManager``."""
-
-    def handle_sip_event(self, event: Any, now: float) -> bool: ...
-
-    def next_event(self) -> Any: ...
-
-    def next_deadline(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> None: ...
-
-    def subscribe(
-        self,
-        *,
-        request_uri: str,
-        from_uri: str,
-        to_uri: str,
-        destination: TransportAddress,
-        now: float,
-        event: str = ...,
-        accept: tuple[str, ...] = ...,
-        expires: int | None = ...,
-        auto_refresh: bool = ...,
-        headers: tuple[tuple[str, str], ...] = ...,
-    ) -> str: ...
-
-    def refresh(self, sub_id: str, now: float, expires: int | None = None) -> None: ...
-
-    def unsubscribe(self, sub_id: str, now: float) -> None: ...
-
-    def fetch(
-        self,
-        *,
-        request_uri: str,
-        from_uri: str,
-        to_uri: str,
-        destination: TransportAddress,
-        now: float,
-        event: str = ...,
-    ) -> str: ...
-
-    def accept(
-        self,
-        sub_id: str,
-        now: float,
-        *,
-        state: Literal["active", "pending"],
-        body: bytes | None = None,
-        content_type: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
-
-    def reject(
-        self,
-        sub_id: str,
-        now: float,
-        status: int,
-        reason: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
-
-    def notify(
-        self,
-        sub_id: str,
-        now: float,
-        *,
-        state: Literal["active", "pending", "terminated"],
-        body: bytes | None = None,
-        content_type: str | None = None,
-        reason: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
-
-    def terminate(
-        self,
-        sub_id: str,
-        now: float,
-        reason: str = "noresource",
-        body: bytes | None = None,
-        content_type: str | None = None,
-        headers: tuple[tuple[str, str], ...] = (),
-    ) -> None: ...
-
-    def snapshot(
-        self, sub_id: str, *, now: float | None = None, wall: float | None = None
-    ) -> dict[str, object]: ...
-
-    def restore(self, snapshot: Mapping[str, object], now: float, wall: float) -> str: ...
-
-    def get(self, sub_id: str) -> SubscriptionView | None: ...
-
-    def count(self) -> int: ...
 
 
 class PresenceXmpp(Protocol):
@@ -588,7 +492,7 @@ class PresenceService:
             read_activities=self._cfg.rich_presence,
             closed_dnd_is_dnd=self._cfg.closed_dnd_is_dnd,
         )
-        self._layer: SubscriptionLayer | None = None
+        self._layer: SubscriptionManager | None = None
         self._store: Store | None = None
         # X2S
         self._outbound: dict[tuple[str, str], _Outbound] = {}
@@ -649,10 +553,10 @@ class PresenceService:
         return asyncio.get_running_loop().time()
 
     @property
-    def layer(self) -> SubscriptionLayer | None:
+    def layer(self) -> SubscriptionManager | None:
         return self._layer
 
-    async def start(self, layer: SubscriptionLayer, store: Store | None) -> None:
+    async def start(self, layer: SubscriptionManager, store: Store | None) -> None:
         """Attach the layer and the (open) store, restore what the store holds, start the
         write-behind loop."""
         self._layer = layer
