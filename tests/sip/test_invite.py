@@ -1,6 +1,6 @@
 """INVITE sessions through two SIP endpoints back to back, with a scripted clock.
 
-``InvitePair`` extends ``SipPair`` with an ``InviteManager`` on each endpoint. Requests a
+``InvitePair`` extends ``LayeredPair`` with an ``InviteManager`` on each endpoint. Requests a
 test needs that the layer never sends (a re-INVITE, a BYE for an unknown dialog, an
 UPDATE) are written with ``make_request`` and sent through the raw endpoint; whatever the
 managers do not claim lands in ``events_a``/``events_b``.
@@ -58,7 +58,7 @@ from sipxmpp.gateway.sip import (
     serialize,
 )
 from support.clock import CountingIds
-from support.sippair import DropRule, SipPair
+from support.sippair import DropRule, LayeredPair
 
 OFFER = (
     b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -73,7 +73,7 @@ NO_ACK = 64 * T1
 Rewrite = Callable[[str, bytes], bytes]
 
 
-class InvitePair(SipPair):
+class InvitePair(LayeredPair):
     """Two endpoints, each with an InviteManager, pumped in memory."""
 
     def __init__(
@@ -99,9 +99,7 @@ class InvitePair(SipPair):
             contact=lambda t: f"<sip:gw-b@127.0.0.1:5072{suffix}>",
         )
         self.rewrite = rewrite
-        self.manual_b = manual_b
-        self.sess_a: list[Any] = []
-        self.sess_b: list[Any] = []
+        self.attach("ia", "ib", manual_a=False, manual_b=manual_b)
 
     def _deliver(self, direction: str, data: bytes, dest: TransportAddress) -> None:
         if self.rewrite is not None:
@@ -113,56 +111,6 @@ class InvitePair(SipPair):
         # first, so that what they send is part of this pump.
         self._collect()
         return super().pump()
-
-    def _collect(self) -> None:
-        sides = (
-            (self.a, self.ia, False, self.events_a, self.sess_a),
-            (self.b, self.ib, self.manual_b, self.events_b, self.sess_b),
-        )
-        for endpoint, manager, manual, raw, sess in sides:
-            while (event := endpoint.next_event()) is not None:
-                if manual or not manager.handle_sip_event(event, self.now):
-                    raw.append(event)
-            while (sess_event := manager.next_event()) is not None:
-                sess.append(sess_event)
-
-    def next_deadline(self) -> float | None:
-        found = [
-            d
-            for d in (
-                self.a.next_deadline(),
-                self.b.next_deadline(),
-                self.ia.next_deadline(),
-                self.ib.next_deadline(),
-            )
-            if d is not None
-        ]
-        return min(found) if found else None
-
-    def run(self, until: float) -> None:
-        self.pump()
-        while (deadline := self.next_deadline()) is not None and deadline <= until:
-            now = self.clock.advance_to(deadline)
-            self.a.handle_timer(now)
-            self.b.handle_timer(now)
-            self.ia.handle_timer(now)
-            self.ib.handle_timer(now)
-            self.pump()
-        self.clock.advance_to(until)
-        self.pump()
-
-    def advance(self, seconds: float) -> None:
-        self.run(self.now + seconds)
-
-    def take_sa(self) -> list[Any]:
-        self._collect()
-        out, self.sess_a = self.sess_a, []
-        return out
-
-    def take_sb(self) -> list[Any]:
-        self._collect()
-        out, self.sess_b = self.sess_b, []
-        return out
 
     def wire(
         self, direction: str | None = None, method: str | None = None, status: int | None = None

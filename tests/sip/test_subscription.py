@@ -1,6 +1,6 @@
 """RFC 6665 subscriptions through two SIP endpoints back to back, with a scripted clock.
 
-``SubPair`` extends ``SipPair`` with a ``SubscriptionManager`` on each endpoint: ``a`` is
+``SubPair`` extends ``LayeredPair`` with a ``SubscriptionManager`` on each endpoint: ``a`` is
 the subscriber (the gateway subscribing on behalf of an XMPP user), ``b`` the notifier
 (a SIP watcher subscribed to the gateway), unless a test drives one side by hand
 (``manual_a``/``manual_b``) to play a peer that misbehaves in a chosen way.
@@ -53,7 +53,7 @@ from sipxmpp.gateway.sip import (
 )
 from sipxmpp.gateway.sip import grammar as sip_grammar
 from support.clock import CountingIds
-from support.sippair import DropRule, SipPair
+from support.sippair import DropRule, LayeredPair
 
 PIDF = (
     b'<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" '
@@ -65,7 +65,7 @@ PIDF_TYPE = "application/pidf+xml"
 TIMER_N = 32.0  # 64*T1 with the default T1 of 500 ms
 
 
-class SubPair(SipPair):
+class SubPair(LayeredPair):
     """Two endpoints, each with a SubscriptionManager, pumped in memory."""
 
     def __init__(
@@ -90,60 +90,7 @@ class SubPair(SipPair):
             CountingIds("B"),
             contact=lambda t: f"sip:gw-b@127.0.0.1:5072{suffix}",
         )
-        self.manual_a = manual_a
-        self.manual_b = manual_b
-        self.sub_a: list[Any] = []
-        self.sub_b: list[Any] = []
-
-    def _collect(self) -> None:
-        sides = (
-            (self.a, self.ma, self.manual_a, self.events_a, self.sub_a),
-            (self.b, self.mb, self.manual_b, self.events_b, self.sub_b),
-        )
-        for endpoint, manager, manual, raw, subs in sides:
-            while (event := endpoint.next_event()) is not None:
-                if manual or not manager.handle_sip_event(event, self.now):
-                    raw.append(event)
-            while (sub_event := manager.next_event()) is not None:
-                subs.append(sub_event)
-
-    def next_deadline(self) -> float | None:
-        found = [
-            d
-            for d in (
-                self.a.next_deadline(),
-                self.b.next_deadline(),
-                self.ma.next_deadline(),
-                self.mb.next_deadline(),
-            )
-            if d is not None
-        ]
-        return min(found) if found else None
-
-    def run(self, until: float) -> None:
-        self.pump()
-        while (deadline := self.next_deadline()) is not None and deadline <= until:
-            now = self.clock.advance_to(deadline)
-            self.a.handle_timer(now)
-            self.b.handle_timer(now)
-            self.ma.handle_timer(now)
-            self.mb.handle_timer(now)
-            self.pump()
-        self.clock.advance_to(until)
-        self.pump()
-
-    def advance(self, seconds: float) -> None:
-        self.run(self.now + seconds)
-
-    def take_sa(self) -> list[Any]:
-        self._collect()
-        out, self.sub_a = self.sub_a, []
-        return out
-
-    def take_sb(self) -> list[Any]:
-        self._collect()
-        out, self.sub_b = self.sub_b, []
-        return out
+        self.attach("ma", "mb", manual_a=manual_a, manual_b=manual_b)
 
     def wire(
         self, direction: str | None = None, method: str | None = None, status: int | None = None

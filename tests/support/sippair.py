@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sipxmpp.gateway.sip import (
     EndpointConfig,
@@ -134,6 +135,69 @@ class SipPair:
     def take_b(self) -> list[SipEvent]:
         self._collect()
         out, self.events_b = self.events_b, []
+        return out
+
+
+class LayeredPair(SipPair):
+    """A :class:`SipPair` with a transaction user on each endpoint (a subscription or INVITE
+    manager): endpoint events go to that layer (or, with ``manual_a``/``manual_b``, stay in
+    ``events_a``/``events_b`` for the test to play a misbehaving peer), the layers' own events
+    collect in ``layer_events_a``/``layer_events_b``, and their timers run with the endpoints'.
+    Subclasses build the two layers and name the attributes holding them in :meth:`attach`
+    (looked up on every use: a test may replace a layer, e.g. to play a restart)."""
+
+    def attach(self, attr_a: str, attr_b: str, *, manual_a: bool, manual_b: bool) -> None:
+        self._layer_attrs = (attr_a, attr_b)
+        self.manual_a = manual_a
+        self.manual_b = manual_b
+        self.layer_events_a: list[Any] = []
+        self.layer_events_b: list[Any] = []
+
+    @property
+    def _layers(self) -> tuple[Any, Any]:
+        attr_a, attr_b = self._layer_attrs
+        return getattr(self, attr_a), getattr(self, attr_b)
+
+    def _collect(self) -> None:
+        layer_a, layer_b = self._layers
+        sides = (
+            (self.a, layer_a, self.manual_a, self.events_a, self.layer_events_a),
+            (self.b, layer_b, self.manual_b, self.events_b, self.layer_events_b),
+        )
+        for endpoint, layer, manual, raw, out in sides:
+            while (event := endpoint.next_event()) is not None:
+                if manual or not layer.handle_sip_event(event, self.now):
+                    raw.append(event)
+            while (layer_event := layer.next_event()) is not None:
+                out.append(layer_event)
+
+    def next_deadline(self) -> float | None:
+        parts = (self.a, self.b, *self._layers)
+        found = [d for d in (part.next_deadline() for part in parts) if d is not None]
+        return min(found) if found else None
+
+    def run(self, until: float) -> None:
+        self.pump()
+        while (deadline := self.next_deadline()) is not None and deadline <= until:
+            now = self.clock.advance_to(deadline)
+            for part in (self.a, self.b, *self._layers):
+                part.handle_timer(now)
+            self.pump()
+        self.clock.advance_to(until)
+        self.pump()
+
+    def advance(self, seconds: float) -> None:
+        self.run(self.now + seconds)
+
+    def take_sa(self) -> list[Any]:
+        """The layer events of side ``a`` since the last call."""
+        self._collect()
+        out, self.layer_events_a = self.layer_events_a, []
+        return out
+
+    def take_sb(self) -> list[Any]:
+        self._collect()
+        out, self.layer_events_b = self.layer_events_b, []
         return out
 
 
