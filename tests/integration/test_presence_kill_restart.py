@@ -37,21 +37,12 @@ import pytest
 from presence_support import PresenceClient, from_is
 
 from support.cli_gateway import CliGateway, free_udp_port
-from support.kamailio import KamailioServer, KamailioUser, kamailio_available
+from support.kamailio import KamailioServer, KamailioUser, e2e_marks
 from support.presence_watcher import Notify, SipWatcher
 from support.prosody import ProsodyComponent, ProsodyUser, make_prosody_fixture
-from support.sipp import Sipp, sipp_available
+from support.sipp import Sipp
 
-pytestmark = [
-    pytest.mark.prosody,
-    pytest.mark.sipp,
-    pytest.mark.kamailio,
-    pytest.mark.skipif(not sipp_available(), reason="sipp is not installed (sip-tester)"),
-    pytest.mark.skipif(
-        not kamailio_available(),
-        reason="kamailio is not installed (kamailio, kamailio-presence-modules)",
-    ),
-]
+pytestmark = e2e_marks()
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 DOMAIN = "example.test"

@@ -170,6 +170,24 @@ def kamailio_available() -> bool:
     )
 
 
+def e2e_marks() -> list[Any]:
+    """``pytestmark`` of the tests that run Kamailio, SIPp and Prosody together."""
+    import pytest
+
+    from support.sipp import sipp_available
+
+    return [
+        pytest.mark.prosody,
+        pytest.mark.sipp,
+        pytest.mark.kamailio,
+        pytest.mark.skipif(not sipp_available(), reason="sipp is not installed (sip-tester)"),
+        pytest.mark.skipif(
+            not kamailio_available(),
+            reason="kamailio is not installed (kamailio, kamailio-presence-modules)",
+        ),
+    ]
+
+
 def find_module_dir() -> Path | None:
     """The directory holding ``presence_xml.so`` (so the presence modules are installed)."""
     for pattern in _MODULE_DIR_GLOBS:
