@@ -261,7 +261,13 @@ class CliGateway:
         record of this start's log, or ``ready()`` (for a log level above ``info``)."""
         if self.running:
             raise CliGatewayError("the gateway is already running")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SIPXMPP_")}
+        # The settings' environment overrides (SIPXMPP_*) are the test's to give; the
+        # compiled-build switch (SIPXMPP_NATIVE) is not a setting and passes through.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SIPXMPP_") or k == "SIPXMPP_NATIVE"
+        }
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
