@@ -380,3 +380,19 @@ async def test_failures_are_not_cached() -> None:
     assert dns.calls == 2
     # NAPTR and SRV failures fall through to A, as "no records" would.
     assert await resolver.resolve("ok.test") == [udp("192.0.2.7", 5060)]
+
+
+async def test_equal_next_hops_are_one_shared_object() -> None:
+    """Dialogs keep their next hop; 100,000 of them through one proxy share one address."""
+    from sipxmpp.gateway.transport.resolver import ADDRESS_INTERN_ENTRIES
+
+    resolver = SipResolver(None, static={"peer.test": [StaticRoute("udp", "127.0.0.1", 5080)]})
+    first = await resolver.resolve("peer.test")
+    again = await resolver.resolve("peer.test")
+    assert first == again and first[0] is again[0]
+    literal = await resolver.resolve("127.0.0.2", port=5070)
+    assert literal[0] is (await resolver.resolve("127.0.0.2", port=5070))[0]
+    # Bounded: a flood of distinct literals starts the table over instead of growing it.
+    for port in range(1, ADDRESS_INTERN_ENTRIES + 10):
+        await resolver.resolve("127.0.0.3", port=port)
+    assert len(resolver._shared_hops) <= ADDRESS_INTERN_ENTRIES

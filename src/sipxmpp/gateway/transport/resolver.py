@@ -93,6 +93,11 @@ MAX_NAME_LENGTH = 253
 
 #: aiodns/c-ares: time per try and number of tries. Two 2-second tries fail a dead DNS
 #: server in 4 s, leaving most of Timer B/F for the SIP transaction itself.
+#: Next hops handed out are shared: equal addresses resolved again are the same object, so
+#: the dialogs that keep one (100,000 subscriptions through a few proxies) do not each hold
+#: a copy. Bounded: past this many distinct addresses the table starts over.
+ADDRESS_INTERN_ENTRIES = 1024
+
 DNS_TIMEOUT = 2.0
 DNS_TRIES = 2
 
@@ -281,6 +286,7 @@ class SipResolver:
         self._use_ipv6 = use_ipv6
         self._rng = rng if rng is not None else random.Random()
         self._cache = _TtlCache(cache_entries, clock)
+        self._shared_hops: dict[TransportAddress, TransportAddress] = {}
 
     @property
     def cache_size(self) -> int:
@@ -315,7 +321,14 @@ class SipResolver:
             raise ResolutionError("no supported transport for a sips: URI (TLS is not enabled)")
 
         def make(t: Transport, address: str, p: int) -> TransportAddress:
-            return TransportAddress(t, address, p, peer_identity=domain if t == "tls" else None)
+            made = TransportAddress(t, address, p, peer_identity=domain if t == "tls" else None)
+            shared = self._shared_hops.get(made)
+            if shared is not None:
+                return shared
+            if len(self._shared_hops) >= ADDRESS_INTERN_ENTRIES:
+                self._shared_hops.clear()
+            self._shared_hops[made] = made
+            return made
 
         # Queries that failed (as opposed to answering "no such record"): they decide
         # whether an empty outcome means "does not exist" or "could not be resolved".
