@@ -1706,3 +1706,26 @@ def test_a_subscription_id_is_its_dialogs_local_tag() -> None:
     _, sid_new = establish(other)  # its dialog's tag is the restored subscription's id
     assert other.mb._subs[sid_new].dialog.local_tag == next_tag
     assert sid_new != next_tag and other.mb.count() == 2
+
+
+def test_refreshes_keep_one_timer_entry_per_subscription() -> None:
+    """A refresh moves deadlines later: the armed entry fires early and re-arms, instead of
+    each refresh adding a heap entry (100,000 subscriptions, refreshed every few minutes)."""
+    pair = SubPair()
+    sid_a = pair.subscribe()
+    pair.pump()
+    sid_b = requested(pair.take_sb()).sub_id
+    pair.mb.accept(sid_b, pair.now, state="active", body=PIDF, content_type=PIDF_TYPE)
+    pair.pump()
+    pair.take_sa()
+    for cycle in range(1, 6):
+        pair.run(pair.now + 3240.0)
+        refresh = requested(pair.take_sb())
+        assert (refresh.sub_id, refresh.refresh) == (sid_b, True)
+        pair.mb.accept(sid_b, pair.now, state="active", body=PIDF, content_type=PIDF_TYPE)
+        pair.pump()
+        pair.take_sa()
+        view = pair.ma.get(sid_a)
+        assert view is not None and view.state == "active", cycle
+        assert len(pair.ma._heap) <= 2 and len(pair.mb._heap) <= 2, cycle
+    assert pair.ma.next_deadline() is not None and pair.mb.next_deadline() is not None

@@ -1408,11 +1408,13 @@ class SubscriptionManager:
         for when in (sub.answer_at, sub.timer_n_at, expiry, sub.refresh_at):
             if when is not None and (deadline is None or when < deadline):
                 deadline = when
-        if deadline == sub.scheduled:
+        armed = sub.scheduled
+        if deadline is None or (armed is not None and deadline >= armed):
+            # The armed entry fires no later than needed; ``handle_timer`` then runs what
+            # is due and arms the next deadline. A refresh moves deadlines later, so
+            # this keeps one heap entry per subscription instead of one per refresh.
             return
         sub.scheduled = deadline
-        if deadline is None:
-            return
         heapq.heappush(self._heap, (deadline, sub.id))
         if len(self._heap) > 2 * len(self._subs) + _HEAP_SLACK:
             self._heap = [
