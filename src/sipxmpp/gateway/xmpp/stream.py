@@ -173,9 +173,14 @@ class GatewayComponent(ComponentXMPP):
     def data_received(self, data: bytes | str) -> None:
         sock = self._quickack_sock
         if sock is not None:
-            # Linux leaves quick-ACK mode on its own; re-arm it after every read so that a
-            # server with Nagle's algorithm on (Prosody's default) never waits for our
-            # delayed ACK (up to 40 ms) before sending the next stanza.
+            # Once we write within the ACK timeout of a read (the handshake, an iq answer,
+            # any SIP -> XMPP stanza), Linux treats the connection as interactive
+            # ("pingpong" mode, tcp_event_data_sent) and reading no longer sends the ACK
+            # (tcp_cleanup_rbuf): it waits for the delayed-ACK timer (TCP_DELACK_MIN,
+            # 40 ms), and a server with Nagle's algorithm on (Prosody's default) holds its
+            # next stanza that long. TCP_QUICKACK leaves the mode and sends the pending ACK
+            # (__tcp_sock_set_quickack); our next such write re-enters it, hence per read.
+            # Without this, the ACK of the server's <handshake/> took 40 ms (issue 2).
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
             except OSError:
