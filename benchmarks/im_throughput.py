@@ -102,6 +102,9 @@ SETTLE_S = 3.0
 #: Hard bound of one step beyond its nominal duration (login, settling, slow delivery).
 STEP_SLACK_S = 60.0
 
+#: How long tcpdump (``--tcpdump``) has to open the capture; it says so on stderr at once.
+TCPDUMP_START_TIMEOUT_S = 10.0
+
 #: Rows kept of the gateway's log in error messages.
 LOG_TAIL_LINES = 20
 
@@ -138,12 +141,15 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent busy so far (``/proc/stat``: not idle, not iowait)."""
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of all processors so far, from the ``cpu`` line of
+    ``/proc/stat``: busy is user, nice, system, irq and softirq; stolen is ``steal``, the time
+    a virtual machine's CPUs were runnable but the hypervisor ran something else (proc(5))."""
     with open("/proc/stat", encoding="ascii") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK
+    fields += [0] * (8 - len(fields))
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]
+    return busy / CLK_TCK, fields[7] / CLK_TCK
 
 
 def children_cpu_seconds() -> float:
@@ -338,6 +344,10 @@ class Row:
     #: CPUs' worth of work done meanwhile by processes outside the benchmark (other users of
     #: the machine), averaged over the step: the figures are only comparable when it is ~0.
     others_cores: float | None = None
+    #: CPUs' worth of time the hypervisor took from this (virtual) machine over the step
+    #: (``steal``): every process here stalls meanwhile, so latency percentiles measured
+    #: with steal above ~0.05 are the host's, not the gateway's (benchmarks/README.md).
+    steal_cores: float | None = None
     note: str = ""
 
     @property
@@ -363,6 +373,7 @@ class Bench:
         )
         self.gateway: GatewayProcess | None = None
         self.pyspy: subprocess.Popen[bytes] | None = None
+        self.tcpdump: subprocess.Popen[bytes] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -401,7 +412,32 @@ class Bench:
             stderr=(self.workdir / "py-spy.log").open("wb"),
         )
 
+    def start_capture(self) -> None:
+        """``--tcpdump FILE``: capture the run's own loopback traffic (the c2s and component
+        ports, the gateway's SIP port) for ``benchmarks/im_legs.py``."""
+        if not self.args.tcpdump:
+            return
+        log = self.workdir / "tcpdump.log"
+        ports = (
+            f"tcp port {self.prosody.c2s_port} or tcp port {self.prosody.component_port}"
+            f" or udp port {self.sip_port}"
+        )
+        self.tcpdump = subprocess.Popen(
+            [self.args.tcpdump_bin, "-i", "lo", "-s", "0", "-U", "-w", self.args.tcpdump, ports],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+        )
+        deadline = time.monotonic() + TCPDUMP_START_TIMEOUT_S
+        while b"listening on" not in log.read_bytes():
+            if self.tcpdump.poll() is not None or time.monotonic() > deadline:
+                stop_process(self.tcpdump)
+                raise RuntimeError(f"tcpdump did not start: {log.read_text(errors='replace')}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
+        if self.tcpdump is not None:
+            stop_process(self.tcpdump, signal.SIGINT)  # tcpdump flushes its file on SIGINT
         if self.pyspy is not None:
             stop_process(self.pyspy, signal.SIGINT, wait=30.0)
         if self.gateway is not None:
@@ -470,7 +506,7 @@ class Bench:
         stat = self.workdir / f"{tag}.csv"
         gw0, pr0 = self._cpu()
         ld0 = children_cpu_seconds()
-        busy0, wall0 = machine_busy_seconds(), time.monotonic()
+        cpu0, wall0 = machine_cpu_seconds(), time.monotonic()
         sipp = subprocess.run(
             [
                 "sipp",
@@ -524,7 +560,7 @@ class Bench:
             stop_process(receiver)
         gw1, pr1 = self._cpu()
         ld1 = children_cpu_seconds()
-        others = _others(busy0, wall0, (gw1 - gw0) + (pr1 - pr0) + (ld1 - ld0))
+        others, steal = _others(cpu0, wall0, (gw1 - gw0) + (pr1 - pr0) + (ld1 - ld0))
         created, ok, failed = _sipp_stats(stat)
         result = json.loads(out.read_text()) if out.exists() else {}
         delivered = int(result.get("received", 0))
@@ -549,6 +585,7 @@ class Bench:
             prosody_cpu_us=(pr1 - pr0) / created * 1e6 if created else None,
             load_cpu_us=(ld1 - ld0) / created * 1e6 if created else None,
             others_cores=others,
+            steal_cores=steal,
             note=note,
         )
 
@@ -591,7 +628,7 @@ class Bench:
         out = self.workdir / f"{tag}.json"
         gw0, pr0 = self._cpu()
         ld0 = children_cpu_seconds()
-        busy0, wall0 = machine_busy_seconds(), time.monotonic()
+        cpu0, wall0 = machine_cpu_seconds(), time.monotonic()
         sender = self._load(
             "send",
             SENDER,
@@ -631,7 +668,7 @@ class Bench:
         stop_process(uas, signal.SIGUSR1)  # SIPp: stop after the calls in progress
         stop_process(uas)
         ld1 = children_cpu_seconds()
-        others = _others(busy0, wall0, (gw1 - gw0) + (pr1 - pr0) + (ld1 - ld0))
+        others, steal = _others(cpu0, wall0, (gw1 - gw0) + (pr1 - pr0) + (ld1 - ld0))
         latencies, delivered, first_tx, last_rx = _uas_latencies(log, tag)
         errors = int(result.get("errors", 0))
         return Row(
@@ -651,18 +688,23 @@ class Bench:
             prosody_cpu_us=(pr1 - pr0) / sent * 1e6 if sent else None,
             load_cpu_us=(ld1 - ld0) / sent * 1e6 if sent else None,
             others_cores=others,
+            steal_cores=steal,
             note=f"sender lagged {result.get('max_lag_ms', 0):.0f} ms"
             if result.get("max_lag_ms", 0) > 100
             else "",
         )
 
 
-def _others(busy0: float, wall0: float, ours: float) -> float | None:
-    """Cores used by everything but the benchmark's processes since ``busy0``/``wall0``."""
+def _others(
+    cpu0: tuple[float, float], wall0: float, ours: float
+) -> tuple[float | None, float | None]:
+    """(cores used by everything but the benchmark's processes, cores stolen by the
+    hypervisor) since ``cpu0``/``wall0``."""
     wall = time.monotonic() - wall0
     if wall <= 0:
-        return None
-    return max(0.0, (machine_busy_seconds() - busy0 - ours) / wall)
+        return None, None
+    busy, stolen = machine_cpu_seconds()
+    return max(0.0, (busy - cpu0[0] - ours) / wall), (stolen - cpu0[1]) / wall
 
 
 def _sipp_stats(path: Path) -> tuple[int, int, int]:
@@ -732,7 +774,7 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
     head = (
         f"{'offered/s':>9} {'sent':>7} {'delivered':>9} {'loss':>6} {'refused':>7} "
         f"{'deliv/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'gw CPU µs/msg':>13} "
-        f"{'Prosody µs/msg':>14} {'load µs/msg':>11} {'others':>6}  note"
+        f"{'Prosody µs/msg':>14} {'load µs/msg':>11} {'others':>6} {'steal':>5}  note"
     )
     print(head)
     print("-" * len(head))
@@ -742,7 +784,8 @@ def print_table(title: str, rows: Sequence[Row]) -> None:
             f"{_fmt(r.delivered_rate, ',.0f'):>8} {_fmt(r.p50_ms, '.2f'):>7} "
             f"{_fmt(r.p99_ms, '.2f'):>7} {_fmt(r.max_ms, '.1f'):>7} "
             f"{_fmt(r.gateway_cpu_us, '.0f'):>13} {_fmt(r.prosody_cpu_us, '.0f'):>14} "
-            f"{_fmt(r.load_cpu_us, '.0f'):>11} {_fmt(r.others_cores, '.2f'):>6}  {r.note}"
+            f"{_fmt(r.load_cpu_us, '.0f'):>11} {_fmt(r.others_cores, '.2f'):>6} "
+            f"{_fmt(r.steal_cores, '.2f'):>5}  {r.note}"
         )
 
 
@@ -785,6 +828,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
     parser.add_argument("--py-spy", help="sample the gateway with py-spy into this raw file")
+    parser.add_argument(
+        "--tcpdump",
+        help="capture the measured steps' loopback traffic into this pcap file (needs tcpdump "
+        "and the right to capture; read it with benchmarks/im_legs.py and --keep)",
+    )
+    parser.add_argument("--tcpdump-bin", default=shutil.which("tcpdump") or "tcpdump")
     parser.add_argument("--py-spy-bin", default=shutil.which("py-spy") or "py-spy")
     args = parser.parse_args(argv)
     rates = args.rates or (QUICK_RATES if args.quick else DEFAULT_RATES)
@@ -803,6 +852,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench.sip_to_xmpp(200, 1.0)
             if args.direction in ("both", "xmpp-sip"):
                 bench.xmpp_to_sip(200, 1.0)
+        bench.start_capture()
         bench.start_pyspy()
         for rate in rates:
             if args.direction in ("both", "sip-xmpp"):
@@ -848,7 +898,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "\nloss = sent - delivered; refused = answered with an error; deliv/s = delivered over "
         "first send .. last delivery; CPU per message offered; load = SIPp and the XMPP load "
-        "process; others = CPUs busy with processes outside the benchmark meanwhile."
+        "process; others = CPUs busy with processes outside the benchmark meanwhile; steal = "
+        "CPUs taken by the hypervisor meanwhile (latency figures with steal above ~0.05 are "
+        "the host's)."
     )
     if args.json:
         Path(args.json).write_text(
