@@ -282,3 +282,30 @@ async def test_a_cancelled_flush_loses_nothing(store: Store) -> None:
         assert len(await records(store)) == n
     finally:
         await w.service.stop()
+
+
+@pytest.mark.parametrize("remote_tag", ["peer-tag", None])
+def test_store_dialog_columns_round_trip_to_the_layer_record(remote_tag: str | None) -> None:
+    """The store's dialog columns give back exactly the layer's ``Dialog.to_dict``."""
+    from sipxmpp.gateway.runtime.presence import _dialog_dict, _dialog_state
+    from sipxmpp.gateway.sip.address import TransportAddress
+    from sipxmpp.gateway.sip.dialog import Dialog
+
+    dialog = Dialog(
+        call_id="c1@gw",
+        local_tag="ours",
+        local_uri="sip:alice@example.test",
+        remote_uri="sip:bob@sip.test",
+        remote_target="sip:bob@192.0.2.9:5062",
+        destination=TransportAddress("tcp", "192.0.2.9", 5062),
+        remote_tag=remote_tag,
+        route_set=("<sip:proxy.sip.test;lr>",),
+        local_cseq=7,
+        remote_cseq=3 if remote_tag else None,
+        secure=False,
+    )
+    record = dialog.to_dict()
+    state = _dialog_state(record)
+    assert state is not None
+    assert _dialog_dict(state) == record
+    assert Dialog.from_dict(_dialog_dict(state)).to_dict() == record

@@ -2466,22 +2466,13 @@ def _full_snapshot(record: Subscription) -> Mapping[str, object] | None:
 
 
 def _dialog_dict(d: DialogState) -> dict[str, object]:
-    """The layer's dialog record (``Dialog.to_dict``) from the store's columns."""
-    return {
-        "call_id": d.call_id,
-        "local_tag": d.local_tag,
-        "remote_tag": d.remote_tag or "",
-        "local_uri": d.local_uri,
-        "remote_uri": d.remote_uri,
-        "remote_target": d.remote_target,
-        "route_set": list(d.route_set),
-        "local_cseq": d.local_cseq,
-        "remote_cseq": d.remote_cseq,
-        "secure": d.secure,
-        "transport": d.transport,
-        "peer_host": d.peer_host,
-        "peer_port": d.peer_port,
-    }
+    """The layer's dialog record (``Dialog.to_dict``) from the store's columns: the same
+    field names, with the layer's forms of an unknown remote tag ("") and the route set
+    (a list)."""
+    record: dict[str, object] = {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}
+    record["remote_tag"] = d.remote_tag or ""
+    record["route_set"] = list(d.route_set)
+    return record
 
 
 def _bump_cseq(snapshot: Mapping[str, object]) -> Mapping[str, object]:
