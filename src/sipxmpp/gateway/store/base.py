@@ -37,7 +37,7 @@ import dataclasses
 import functools
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -92,6 +92,30 @@ EXPIRY_BATCH_ROWS = 1000
 
 Row = Sequence[Any]
 _T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _batch_rows(
+    batch: Iterable[_R],
+    kind: type[_R],
+    key: Callable[[_R], object],
+    to_row: Callable[[_R], tuple[object, ...]],
+    method: str,
+) -> list[tuple[object, ...]]:
+    """The rows of a batch write; refuses an item of another type or a key given twice
+    (one upsert statement cannot write one row twice)."""
+    seen: set[object] = set()
+    rows: list[tuple[object, ...]] = []
+    for item in batch:
+        if not isinstance(item, kind):
+            raise LocalStoreError(f"{method} needs {kind.__name__} items")
+        k = key(item)
+        if k in seen:
+            raise LocalStoreError(f"{kind.__name__.lower()} {k!r} appears twice in one batch")
+        seen.add(k)
+        rows.append(to_row(item))
+    return rows
+
 
 # -- row codec ---------------------------------------------------------------------------------
 
@@ -492,15 +516,9 @@ class Store(abc.ABC):
         subs = list(batch)
         if not subs:
             return []
-        seen: set[str] = set()
-        rows = []
-        for sub in subs:
-            if not isinstance(sub, Subscription):
-                raise LocalStoreError("put_subscriptions needs Subscription items")
-            if sub.id in seen:
-                raise LocalStoreError(f"subscription {sub.id!r} appears twice in one batch")
-            seen.add(sub.id)
-            rows.append(subscription_row(sub))
+        rows = _batch_rows(
+            subs, Subscription, lambda sub: sub.id, subscription_row, "put_subscriptions"
+        )
         versions = await self._upsert_subscription_rows(rows)
         try:
             return [_with_version(sub, versions[sub.id]) for sub in subs]
@@ -676,15 +694,9 @@ class Store(abc.ABC):
         """Upsert many authorizations unconditionally (as ``put_authorization`` without an
         expected version), in one transaction per :data:`MAX_PAGE_ROWS` records. The new
         versions are not returned; read a record back where its version matters."""
-        rows: list[tuple[object, ...]] = []
-        seen: set[tuple[str, str]] = set()
-        for auth in batch:
-            if not isinstance(auth, Authorization):
-                raise LocalStoreError("put_authorizations needs Authorization items")
-            if auth.key in seen:
-                raise LocalStoreError(f"authorization {auth.key!r} appears twice in one batch")
-            seen.add(auth.key)
-            rows.append(authorization_row(auth))
+        rows = _batch_rows(
+            batch, Authorization, lambda auth: auth.key, authorization_row, "put_authorizations"
+        )
         await self._write_batches(_SQL_AUTH_UPSERT_MANY, rows)
 
     async def delete_authorizations(self, keys: Iterable[tuple[str, str]]) -> None:
