@@ -57,6 +57,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
+from im_throughput import machine_cpu_seconds  # noqa: E402
+
 from support.prosody import ProsodyComponent, ProsodyServer, ProsodyUser  # noqa: E402
 
 COMPONENT = "sip.example.test"
@@ -93,14 +95,6 @@ def cpu_seconds(pid: int | None) -> float:
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processors spent busy so far (``/proc/stat``: not idle, not iowait)."""
-    with open("/proc/stat", encoding="ascii") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 def _free_udp_port() -> int:
@@ -349,7 +343,7 @@ def _step(
             if item[0] == "ready":
                 ready += 1
         cpu_gw0, cpu_pr0 = cpu_seconds(gw_pid), cpu_seconds(prosody.pid)
-        busy0, wall0 = machine_busy_seconds(), time.monotonic()
+        busy0, wall0 = machine_cpu_seconds()[0], time.monotonic()
         go.set()
         sent = 0
         load_cpu = 0.0
@@ -366,7 +360,7 @@ def _step(
         receiver.wait(timeout=MAX_DURATION + SETUP_TIMEOUT + 4 * DRAIN_TIME)
         cpu_rx = _children_cpu() - children0
         cpu_gw, cpu_pr = cpu_seconds(gw_pid) - cpu_gw0, cpu_seconds(prosody.pid) - cpu_pr0
-        busy, wall = machine_busy_seconds() - busy0, time.monotonic() - wall0
+        busy, wall = machine_cpu_seconds()[0] - busy0, time.monotonic() - wall0
     finally:
         for p in procs:
             p.join(DRAIN_TIME + 5)
