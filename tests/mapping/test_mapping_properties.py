@@ -273,7 +273,13 @@ def test_xmpp_error_mapping_total(
 
 # --------------------------------------------------------------------------- messages
 
-_xml_text = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=200)
+#: Text an XMPP stanza can carry (XML 1.0 §2.2 Char): no surrogates, no controls, and not
+#: the noncharacters U+FFFE/U+FFFF (the SIP -> XMPP direction replaces those by U+FFFD,
+#: see test_xml_illegal_characters_become_replacement_characters).
+_xml_text = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"),
+    max_size=200,
+)
 
 
 @PROPS
@@ -410,3 +416,22 @@ def test_html_to_xhtml_im_stays_in_profile(html: str) -> None:
             assert {d.partition(": ")[0] for d in style.split("; ")} <= STYLE_PROPERTIES
     assert "javascript" not in result.xhtml.lower()
     assert _xml_ok(result.text)
+
+
+def test_xml_illegal_characters_become_replacement_characters() -> None:
+    """A SIP body may hold what XML 1.0 cannot carry; the stanza gets U+FFFD instead."""
+    out = xmpp_message_to_sip(
+        XmppMessage("jürgen@example.com/Küche", "zoë@sip.example.net", "hi", None), DOMAINS
+    )
+    assert out is not None
+    reply = SipPagerMessage(
+        request_uri=out.from_uri,
+        from_uri=out.request_uri,
+        to_uri=out.from_uri,
+        call_id=out.call_id,
+        content_type=out.content_type,
+        content_language=None,
+        body="a\ufffeb\uffffc".encode(),
+    )
+    back = sip_message_to_xmpp(reply, DOMAINS, stanza_id="s1")
+    assert back.body == "a\ufffdb\ufffdc"
