@@ -1120,6 +1120,34 @@ def test_snapshot_restore_notifier_continues_the_dialog() -> None:
     assert requested(pair.take_sb()).sub_id == sid_b
 
 
+def test_restored_ids_other_than_the_local_tag_still_match_their_dialogs() -> None:
+    """A subscription is found by its local tag, which is normally its id; one restored
+    under another id (e.g. its tag named another subscription) is matched by its whole
+    dialog ID instead (RFC 3261 §12), in both roles."""
+    pair = SubPair()
+    sid_a, sid_b = establish(pair)
+    snap_b = pair.mb.snapshot(sid_b, now=pair.now, wall=1000.0)
+    snap_b["sub_id"] = "restored-b"
+    assert restart_b(pair, [snap_b], wall=1000.0) == ["restored-b"]
+    snap_a = pair.ma.snapshot(sid_a, now=pair.now, wall=1000.0)
+    snap_a["sub_id"] = "restored-a"
+    pair.ma = SubscriptionManager(
+        pair.a, SubscriptionConfig(), CountingIds("Q"), contact=lambda t: "sip:gw-a@127.0.0.1:5071"
+    )
+    assert pair.ma.restore(json.loads(json.dumps(snap_a)), pair.now, 1000.0) == "restored-a"
+    # The watcher's refresh reaches the notifier, and its NOTIFY the subscriber.
+    pair.ma.refresh("restored-a", pair.now)
+    pair.pump()
+    assert requested(pair.take_sb()).sub_id == "restored-b"
+    pair.mb.notify("restored-b", pair.now, state="active", body=PIDF, content_type=PIDF_TYPE)
+    pair.pump()
+    assert pair.wire("a->b", "NOTIFY", 200)[-1] is not None
+    got = [e for e in pair.take_sa() if isinstance(e, NotifyReceived)]
+    assert got and got[-1].sub_id == "restored-a"
+    # A request that names the same local tag with another Call-ID is not that dialog.
+    assert pair.mb._by_dialog("other-call", snap_b["dialog"]["local_tag"], "x") is None  # type: ignore[index] # noqa: SLF001
+
+
 def test_snapshot_restore_subscriber_refreshes_with_the_next_cseq() -> None:
     pair = SubPair()
     sid_a, sid_b = establish(pair)

@@ -847,7 +847,10 @@ class SubscriptionManager:
         self._timer_n = 64 * endpoint.config.timers.t1
         self._events: deque[SubscriptionEvent] = deque()
         self._subs: dict[str, _Sub] = {}
-        #: (Call-ID, local tag, remote tag) -> subscription.
+        #: (Call-ID, local tag, remote tag) -> subscription, for the few subscriptions whose
+        #: id is not their dialog's local tag (see :meth:`_by_dialog`). The others are found
+        #: through ``_subs`` by their local tag: one index entry and no key tuple for each of
+        #: the 100,000 subscriptions a gateway holds.
         self._dialogs: dict[tuple[str, str, str], _Sub] = {}
         #: Subscriber dialogs not confirmed yet: (Call-ID, local tag) -> subscription.
         self._early: dict[tuple[str, str], _Sub] = {}
@@ -1242,7 +1245,7 @@ class SubscriptionManager:
         _check_extra(restored_headers, _SUBSCRIBE_OWN)
         remaining = _remaining(snapshot, wall)
         key = dialog.key
-        if key is not None and key in self._dialogs:
+        if key is not None and self._by_dialog(*key) is not None:
             raise LocalSipError("a subscription with this dialog exists")
         early_key = (dialog.call_id, dialog.local_tag)
         if key is None and (role is Role.NOTIFIER or early_key in self._early):
@@ -1323,11 +1326,28 @@ class SubscriptionManager:
                 return sub_id
         raise LocalSipError("the id generator keeps repeating itself")
 
+    def _by_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> _Sub | None:
+        """The subscription of a dialog ID (RFC 3261 §12: Call-ID, local tag, remote tag).
+
+        A subscription's id is its dialog's local tag (:meth:`_id_for`), ours and random,
+        so ``_subs`` finds the candidate and the whole ID is then compared; ``_dialogs``
+        holds the rest."""
+        sub = self._subs.get(local_tag)
+        if sub is not None:
+            d = sub.dialog
+            if d.remote_tag == remote_tag and d.local_tag == local_tag and d.call_id == call_id:
+                return sub
+        return self._dialogs.get((call_id, local_tag, remote_tag)) if self._dialogs else None
+
+    def _index_dialog(self, sub: _Sub, key: tuple[str, str, str]) -> None:
+        if sub.id != key[1]:
+            self._dialogs[key] = sub
+
     def _register(self, sub: _Sub) -> None:
         self._subs[sub.id] = sub
         key = sub.dialog.key
         if key is not None:
-            self._dialogs[key] = sub
+            self._index_dialog(sub, key)
         else:
             self._early[(sub.dialog.call_id, sub.dialog.local_tag)] = sub
 
@@ -1338,7 +1358,7 @@ class SubscriptionManager:
             del self._early[early]
         key = sub.dialog.key
         if key is not None:
-            self._dialogs[key] = sub
+            self._index_dialog(sub, key)
 
     def _remove(self, sub: _Sub, now: float) -> None:
         if self._subs.get(sub.id) is not sub:
@@ -1672,7 +1692,7 @@ class SubscriptionManager:
             from_tag = _tag_of(request, "From")
             sub: _Sub | None = None
             if to_tag is not None and from_tag is not None:
-                sub = self._dialogs.get((call_id, to_tag, from_tag))
+                sub = self._by_dialog(call_id, to_tag, from_tag)
                 if sub is None:
                     early = self._early.get((call_id, to_tag))
                     if early is not None and not early.dialog.confirmed:
@@ -1897,7 +1917,7 @@ class SubscriptionManager:
         request = event.request
         from_tag = _tag_of(request, "From")
         call_id = request.headers.get("Call-ID") or ""
-        sub = self._dialogs.get((call_id, to_tag, from_tag or ""))
+        sub = self._by_dialog(call_id, to_tag, from_tag or "")
         if (
             sub is None
             or sub.role is not Role.NOTIFIER
