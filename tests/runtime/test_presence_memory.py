@@ -104,7 +104,7 @@ async def test_service_memory_per_subscription_is_bounded(store: Store) -> None:
 
 async def test_watchers_of_one_presentity_share_presences_and_documents(store: Store) -> None:
     """One change of bob reaches his 50 watchers as 50 stanzas: their views hold one
-    presence object (one status object), and their last documents are one bytes object."""
+    presence object (one status object), and their last documents are one bytes object, made from the views."""
     world = await make_world(store)
     try:
         n = 50
@@ -127,7 +127,11 @@ async def test_watchers_of_one_presentity_share_presences_and_documents(store: S
         pairs = [world.service._pairs[("bob@example.test", f"w{i}@{COMPONENT}")] for i in range(n)]
         views = {id(p) for pair in pairs for p in pair.view}
         assert len(views) == 1
-        docs = {id(world.service._inbound[f"w{i}"].last_state) for i in range(n)}
+        # Each watcher's last document is its pair's view (held there anyway), and the
+        # document made from it is one bytes object for all 50.
+        inbounds = [world.service._inbound[f"w{i}"] for i in range(n)]
+        assert all(ib.last_state is pair.view for ib, pair in zip(inbounds, pairs, strict=True))
+        docs = {id(world.service._last_body(ib)) for ib in inbounds}
         assert len(docs) == 1
         users = {id(world.service._inbound[f"w{i}"].user) for i in range(n)}
         assert len(users) == 1  # interned
