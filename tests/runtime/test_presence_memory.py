@@ -15,8 +15,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_presence_service import COMPONENT, PIDF, World, make_world, notify, requested
 
+from sipxmpp.gateway.runtime.presence import _pack_doc, _unpack_doc
 from sipxmpp.gateway.store import Store, open_store
 from sipxmpp.mapping.presence import PresenceType, XmppPresence
 
@@ -137,3 +140,22 @@ async def test_watchers_of_one_presentity_share_presences_and_documents(store: S
         assert len(users) == 1  # interned
     finally:
         await world.service.stop()
+
+
+@given(st.binary(max_size=4096))
+def test_deflated_documents_come_back_whole(doc: bytes) -> None:
+    assert _unpack_doc(_pack_doc(doc)) == doc
+
+
+def test_a_contacts_last_document_is_kept_deflated() -> None:
+    """An X2S subscription keeps its contact's last PIDF deflated with the preset
+    dictionary: a short document in about half its size."""
+    doc = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<presence xmlns="urn:ietf:params:xml:ns:pidf" '
+        b'entity="sip:c10001@example.test"><tuple id="t1"><status><basic>open</basic>'
+        b"</status><note>ready</note></tuple></presence>"
+    )
+    packed = _pack_doc(doc)
+    assert len(packed) < 0.65 * len(doc)
+    assert _unpack_doc(packed) == doc
+    assert _unpack_doc(None) is None

@@ -216,7 +216,9 @@ async def test_flush_writes_in_batches_built_just_in_time(store: Store) -> None:
 
 async def test_flush_keeps_what_a_failed_batch_did_not_write(store: Store) -> None:
     n = 3 * STORE_BATCH
-    w = await make_world(store)
+    # Only the explicit flushes write: setting up three batches of watchers may take
+    # longer than the periodic flush interval on a busy machine.
+    w = await make_world(store, store_flush_interval=60.0)
     try:
         await many_watchers(w, n)
         rec = Recorder(store, w, fail_on_call=2)
@@ -258,7 +260,9 @@ async def test_a_cancelled_flush_loses_nothing(store: Store) -> None:
     """The periodic flush is cancelled at shutdown while a batch is being written: what it
     had taken from the dirty set goes back, and the final flush writes everything."""
     n = 3 * STORE_BATCH
-    w = await make_world(store)
+    # Only the explicit flushes write: setting up three batches of watchers may take
+    # longer than the periodic flush interval on a busy machine.
+    w = await make_world(store, store_flush_interval=60.0)
     try:
         await many_watchers(w, n)
         started = asyncio.Event()
