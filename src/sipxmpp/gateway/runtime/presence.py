@@ -432,12 +432,23 @@ class _Pair:
     view is known again (RFC 8048 §5.3.2: a refresh gets the real state, not an empty one).
     """
 
-    __slots__ = ("subs", "view", "stored")
+    __slots__ = ("_subs", "view", "stored")
 
     def __init__(self) -> None:
-        self.subs: tuple[str, ...] = ()
+        #: The usual single id is kept as it is, not in a 1-tuple (48 B for each of the
+        #: 50,000 pairs a gateway holds).
+        self._subs: str | tuple[str, ...] = ()
         self.view: tuple[XmppPresence, ...] = ()
         self.stored: tuple[bytes, str | None] | None = None
+
+    @property
+    def subs(self) -> tuple[str, ...]:
+        subs = self._subs
+        return (subs,) if type(subs) is str else subs  # type: ignore[return-value]
+
+    @subs.setter
+    def subs(self, value: tuple[str, ...]) -> None:
+        self._subs = value[0] if len(value) == 1 else value
 
 
 @dataclass(slots=True)
