@@ -159,3 +159,16 @@ def test_a_contacts_last_document_is_kept_deflated() -> None:
     assert len(packed) < 0.65 * len(doc)
     assert _unpack_doc(packed) == doc
     assert _unpack_doc(None) is None
+
+
+async def test_outbound_and_authorization_share_their_key_tuple(store: Store) -> None:
+    """An X2S subscription's index entry and its authorization are keyed by one
+    (user, contact) tuple object, not two equal ones."""
+    world = await make_world(store)
+    try:
+        await _pairs(world, 0, 5)
+        auth_keys = {key: key for key in world.service._auth}
+        for key in world.service._outbound:
+            assert auth_keys[key] is key
+    finally:
+        await world.service.stop()

@@ -1351,6 +1351,12 @@ class PresenceService:
         if key in self._outbound:
             return
         self._outbound[key] = out
+        # The authorization of the same (user, contact) is keyed by this very tuple: a
+        # dict keeps the key object it first got, so the entry is put back under it (one
+        # 64-byte tuple less for each of the 50,000 subscriptions a gateway holds).
+        bits = self._auth.pop(key, None)
+        if bits is not None:
+            self._auth[key] = bits
         self._per_user_out[out.user] = self._per_user_out.get(out.user, 0) + 1
         self._per_peer[out.peer] = self._per_peer.get(out.peer, 0) + 1
 
@@ -2312,10 +2318,10 @@ class PresenceService:
             last_state=(_pack_doc(record.last_state) if record.last_state is not None else None),
             last_lang=_str_or_none(extra.get("lang")),
         )
-        self._add_outbound(out)
         if out.active_seen:
             self._set_auth((out.user, out.contact_uri), xmpp_receives=True)
             self._dirty_auth.discard((out.user, out.contact_uri))
+        self._add_outbound(out)  # after the authorization: they share the key tuple
         sub_id: str | None = None
         if isinstance(snapshot, Mapping) and record.expires_at > wall:
             try:
