@@ -19,7 +19,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_presence_service import COMPONENT, PIDF, World, make_world, notify, requested
 
-from sipxmpp.gateway.runtime.presence import _pack_doc, _unpack_doc
+from sipxmpp.gateway.runtime.presence import (
+    _Outbound,
+    _pack_doc,
+    _pack_shown,
+    _shown_jids,
+    _unpack_doc,
+)
 from sipxmpp.gateway.store import Store, open_store
 from sipxmpp.mapping.presence import PresenceType, XmppPresence
 
@@ -172,3 +178,28 @@ async def test_outbound_and_authorization_share_their_key_tuple(store: Store) ->
             assert auth_keys[key] is key
     finally:
         await world.service.stop()
+
+
+@pytest.mark.parametrize(
+    "jids",
+    [
+        (),
+        ("c1@sip.example.test/t1",),
+        ("c1@sip.example.test/t1", "c1@sip.example.test/pc"),
+        ("c1@sip.example.test",),  # the bare JID: kept as it is
+        ("c10@sip.example.test/t1",),  # another contact's prefix: kept as it is
+        ("c1@sip.example.test/ünï/x",),
+    ],
+)
+def test_shown_jids_come_back_whole(jids: tuple[str, ...]) -> None:
+    out = _Outbound(
+        user="x1@example.test",
+        user_uri="sip:x1@example.test",
+        contact_uri="sip:c1@example.test",
+        contact_jid="c1@sip.example.test",
+        peer="example.test",
+    )
+    out.shown = _pack_shown(out.contact_jid, jids)
+    assert _shown_jids(out) == jids
+    if len(jids) == 1 and jids[0].startswith("c1@sip.example.test/"):
+        assert out.shown == jids[0][len("c1@sip.example.test") :]  # the resource only

@@ -377,8 +377,11 @@ class _Outbound:
     active_seen: bool = False
     #: The user sent ``unsubscribe``; waiting for the dialog to end (point 26).
     unsubscribing: bool = False
-    #: Full JIDs shown to the user as available (for vanished tuples and endings).
-    shown: tuple[str, ...] = ()
+    #: What the user was shown as available (for vanished tuples and endings), as
+    #: :func:`_pack_shown` keeps it: usually one resource of ``contact_jid``, interned
+    #: (a full JID in a 1-tuple cost ~130 B for each of the 50,000 held); see
+    #: :func:`_shown_jids`.
+    shown: str | tuple[str, ...] = ()
     #: The last document received, deflated (see :data:`_PIDF_ZDICT`): ``_pack_doc`` /
     #: ``_unpack_doc``.
     last_state: bytes | None = None
@@ -1693,12 +1696,15 @@ class PresenceService:
         self._show(out, presences)
 
     def _show(self, out: _Outbound, presences: tuple[XmppPresence, ...]) -> None:
-        gone = pmap.vanished_resources(out.shown, presences, to_jid=out.user)
+        gone = pmap.vanished_resources(_shown_jids(out), presences, to_jid=out.user)
         ok = True
         for p in (*presences, *gone):
             ok = self._send(p) and ok
         out.undelivered = not ok
-        out.shown = tuple(p.from_jid for p in presences if p.type is PresenceType.AVAILABLE)
+        out.shown = _pack_shown(
+            out.contact_jid,
+            tuple(p.from_jid for p in presences if p.type is PresenceType.AVAILABLE),
+        )
 
     def _resend_state(self, out: _Outbound, *, to_jid: str) -> None:
         """The last known state of the contact, again (a probe's answer, a link-up)."""
@@ -1852,7 +1858,7 @@ class PresenceService:
         """The contact's state can no longer be vouched for: take back what the user was
         shown, and forget the last document (a probe must not bring it back, and the next
         NOTIFY must be delivered even if it repeats it)."""
-        for jid in out.shown:
+        for jid in _shown_jids(out):
             self._send(XmppPresence(from_jid=jid, to_jid=out.user, type=PresenceType.UNAVAILABLE))
         out.shown = ()
         out.last_state = None
@@ -2226,7 +2232,7 @@ class PresenceService:
                 "user_uri": out.user_uri,
                 "contact_jid": out.contact_jid,
                 "active_seen": out.active_seen,
-                "shown": list(out.shown),
+                "shown": list(_shown_jids(out)),
                 "lang": out.last_lang,
             },
         )
@@ -2314,7 +2320,7 @@ class PresenceService:
             contact_jid=sys.intern(contact_jid),
             peer=_peer_of(record.presentity),
             active_seen=bool(extra.get("active_seen")),
-            shown=tuple(_list_of_str(extra.get("shown"))),
+            shown=_pack_shown(sys.intern(contact_jid), tuple(_list_of_str(extra.get("shown")))),
             last_state=(_pack_doc(record.last_state) if record.last_state is not None else None),
             last_lang=_str_or_none(extra.get("lang")),
         )
@@ -2453,6 +2459,29 @@ def _unpack_doc(packed: bytes | None) -> bytes | None:
         return None
     unpacker = zlib.decompressobj(_DEFLATE_WBITS, _PIDF_ZDICT)
     return unpacker.decompress(packed) + unpacker.flush()
+
+
+def _pack_shown(contact_jid: str, jids: tuple[str, ...]) -> str | tuple[str, ...]:
+    """``_Outbound.shown`` for these full JIDs: the single one as its resource ("/" and
+    the resource), interned (the same few resource names recur across contacts); else
+    the JIDs themselves."""
+    if len(jids) == 1:
+        jid = jids[0]
+        if (
+            len(jid) > len(contact_jid)
+            and jid.startswith(contact_jid)
+            and jid[len(contact_jid)] == "/"
+        ):
+            return sys.intern(jid[len(contact_jid) :])
+    return jids
+
+
+def _shown_jids(out: _Outbound) -> tuple[str, ...]:
+    """The full JIDs in ``out.shown`` (see :func:`_pack_shown`)."""
+    shown = out.shown
+    if type(shown) is str:
+        return (out.contact_jid + shown,)
+    return shown  # type: ignore[return-value]
 
 
 def _same(a: bytes | None, b: bytes | None) -> bool:
