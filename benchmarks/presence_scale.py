@@ -190,7 +190,8 @@ runpy.run_module("sipxmpp.gateway", run_name="__main__", alter_sys=True)
 
 #: ``python -c`` wrapper for ``--census``: each SIGUSR1 writes ``PREFIX.<n>.json``, the live
 #: objects by type: every object the cycle collector tracks, and the strings, bytes and
-#: numbers they refer to (untracked, counted once each), with their ``sys.getsizeof`` (after
+#: numbers they refer to, directly or through an untracked tuple or dict (untracked,
+#: counted once each), with their ``sys.getsizeof`` (after
 #: ``gc.unfreeze()``: the gateway's GC policy refreezes on its next tick). The
 #: difference between the baseline (0) and held (1) censuses is what the subscriptions hold,
 #: by type, compiled classes included (tracemalloc only sees their Python callers).
@@ -214,6 +215,13 @@ def census(*_):
             if not gc.is_tracked(r) and id(r) not in seen:
                 seen.add(id(r))
                 add(r)
+                # The collector untracks tuples and dicts of atomic items (dict keys, timer
+                # entries): their items are counted here, or they would be missed.
+                if type(r) is tuple or type(r) is dict:
+                    for item in gc.get_referents(r):
+                        if id(item) not in seen and not gc.is_tracked(item):
+                            seen.add(id(item))
+                            add(item)
     def rss():
         with open("/proc/self/status") as f:
             return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
