@@ -75,6 +75,19 @@ IN_CASES: list[tuple[str, str, XmppMessage]] = [
         ),
     ),
     (
+        "no body in the stanza language: the first body, with its language",
+        "<message from='a@x' to='b@sip.example.test' xml:lang='en'>"
+        "<body xml:lang='cs'>Ahoj</body><body xml:lang='de'>Hallo</body></message>",
+        XmppMessage(from_jid="a@x", to_jid="b@sip.example.test", body="Ahoj", lang="cs"),
+    ),
+    (
+        "the first body in the stanza language, not a later one",
+        "<message from='a@x' to='b@sip.example.test' xml:lang='en'>"
+        "<body xml:lang='cs'>Ahoj</body><body xml:lang='en'>Hello</body><body>Hi</body>"
+        "</message>",
+        XmppMessage(from_jid="a@x", to_jid="b@sip.example.test", body="Hello", lang="en"),
+    ),
+    (
         "a single body's own language",
         "<message from='a@x' to='b@sip.example.test'><body xml:lang='cs'>Ahoj</body></message>",
         XmppMessage(from_jid="a@x", to_jid="b@sip.example.test", body="Ahoj", lang="cs"),

@@ -160,12 +160,29 @@ def stanza_error_from_element(error: ET.Element | None) -> StanzaError:
     return StanzaError(condition=condition, type=etype, text=text, uri=uri)
 
 
+def _child_tags(message_tag: str) -> tuple[str, str, str, str]:
+    """``<body/>``, ``<subject/>``, ``<thread/>`` and ``<error/>`` in the stanza's namespace."""
+    ns = "{" + _namespace_of(message_tag) + "}"
+    return ns + "body", ns + "subject", ns + "thread", ns + "error"
+
+
+#: The child tags of the two ``<message/>`` namespaces the component receives (MESSAGE_TAGS),
+#: computed once instead of per stanza.
+_MESSAGE_CHILD_TAGS: dict[str, tuple[str, str, str, str]] = {
+    tag: _child_tags(tag) for tag in MESSAGE_TAGS
+}
+
+
 def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
     """Copy the fields of an incoming ``<message/>`` element into an :class:`XmppMessage`.
 
     ``default_to`` is used when the stanza has no ``to`` (RFC 6120 §8.1.1.1: addressed to the
     receiving entity itself). A stanza without ``from`` cannot be answered or mapped and raises
     :class:`RemoteXmppError` (XEP-0114 §3: routed stanzas always carry it).
+
+    One pass over the children, in document order. The body is chosen as :func:`_choose`
+    would choose it among all ``<body/>`` children (RFC 6121 §5.2.3), without collecting them
+    first: the common stanza has a single body and nothing else to choose between.
     """
     attrib = xml.attrib
     from_jid = attrib.get("from")
@@ -177,12 +194,10 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
         mtype = "normal"  # RFC 6121 §5.2.2
     stanza_lang = attrib.get(XML_LANG)
 
-    ns = _namespace_of(xml.tag)
-    body_tag = "{" + ns + "}body"
-    subject_tag = "{" + ns + "}subject"
-    thread_tag = "{" + ns + "}thread"
-    error_tag = "{" + ns + "}error"
-    bodies: list[ET.Element] = []
+    tag = xml.tag
+    body_tag, subject_tag, thread_tag, error_tag = _MESSAGE_CHILD_TAGS.get(tag) or _child_tags(tag)
+    body_el: ET.Element | None = None
+    body_in_lang = False  # body_el has no xml:lang or the stanza's: no later body replaces it
     subjects: list[ET.Element] = []
     thread: str | None = None
     error_el: ET.Element | None = None
@@ -193,7 +208,12 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
     for child in xml:
         tag = child.tag
         if tag == body_tag:
-            bodies.append(child)
+            if not body_in_lang:
+                child_lang = child.get(XML_LANG)
+                if child_lang is None or child_lang == stanza_lang:
+                    body_el, body_in_lang = child, True
+                elif body_el is None:
+                    body_el = child
         elif tag == subject_tag:
             subjects.append(child)
         elif tag == thread_tag:
@@ -213,7 +233,6 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
         elif tag == _RECEIPT_RECEIVED_TAG and receipt_for is None:
             receipt_for = child.get("id") or ""
 
-    body_el = _choose(bodies, stanza_lang)
     body = None if body_el is None else (body_el.text or "")
     lang = (body_el.get(XML_LANG) if body_el is not None else None) or stanza_lang
     subject_el = _choose(subjects, lang)
