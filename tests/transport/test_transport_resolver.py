@@ -384,7 +384,7 @@ async def test_failures_are_not_cached() -> None:
 
 async def test_equal_next_hops_are_one_shared_object() -> None:
     """Dialogs keep their next hop; 100,000 of them through one proxy share one address."""
-    from sipxmpp.gateway.transport.resolver import ADDRESS_INTERN_ENTRIES
+    from sipxmpp.gateway.transport.resolver import ADDRESS_INTERN_ENTRIES, LITERAL_MEMO_ENTRIES
 
     resolver = SipResolver(None, static={"peer.test": [StaticRoute("udp", "127.0.0.1", 5080)]})
     first = await resolver.resolve("peer.test")
@@ -396,3 +396,4 @@ async def test_equal_next_hops_are_one_shared_object() -> None:
     for port in range(1, ADDRESS_INTERN_ENTRIES + 10):
         await resolver.resolve("127.0.0.3", port=port)
     assert len(resolver._shared_hops) <= ADDRESS_INTERN_ENTRIES
+    assert len(resolver._literal_hops) <= LITERAL_MEMO_ENTRIES

@@ -98,6 +98,12 @@ MAX_NAME_LENGTH = 253
 #: a copy. Bounded: past this many distinct addresses the table starts over.
 ADDRESS_INTERN_ENTRIES = 1024
 
+#: Answers for IP-literal targets remembered (RFC 3263 §4.1/§4.2: no DNS, so the answer is a
+#: function of the URI's host, port, transport, scheme and maddr and of the fixed static
+#: table and transports). The outbound proxy, and peers addressed by IP, are a handful of
+#: keys; past this many distinct ones the table starts over.
+LITERAL_MEMO_ENTRIES = 1024
+
 DNS_TIMEOUT = 2.0
 DNS_TRIES = 2
 
@@ -287,6 +293,9 @@ class SipResolver:
         self._rng = rng if rng is not None else random.Random()
         self._cache = _TtlCache(cache_entries, clock)
         self._shared_hops: dict[TransportAddress, TransportAddress] = {}
+        self._literal_hops: dict[
+            tuple[str, int | None, str | None, bool, str | None], TransportAddress
+        ] = {}
 
     @property
     def cache_size(self) -> int:
@@ -305,6 +314,10 @@ class SipResolver:
 
         Raises :class:`ResolutionError` when nothing usable is found.
         """
+        key = (host, port, transport, secure, maddr)
+        remembered = self._literal_hops.get(key)
+        if remembered is not None:
+            return [remembered]
         domain = _normalise_name(host.strip("[]"))
         target = _normalise_name((maddr or host).strip("[]"))
         if not domain or not target or len(target) > MAX_NAME_LENGTH:
@@ -352,7 +365,11 @@ class SipResolver:
         literal = _ip_literal(target)
         if literal is not None:
             t = wanted or default
-            return [make(t, literal, port or DEFAULT_PORTS[t])]
+            hop = make(t, literal, port or DEFAULT_PORTS[t])
+            if len(self._literal_hops) >= LITERAL_MEMO_ENTRIES:
+                self._literal_hops.clear()
+            self._literal_hops[key] = hop
+            return [hop]
         # Explicit port: A/AAAA only.
         if port is not None:
             t = wanted or default
