@@ -210,3 +210,30 @@ def test_make_request_refusals(changes: dict[str, object]) -> None:
     uri = kwargs.pop("request_uri")
     with pytest.raises(LocalSipError):
         make_request(method, uri, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "from_addr",
+    [
+        "<sip:alice@example.com>",
+        "sip:alice@example.com",
+        '"Alice \\"A\\" Smith" <sip:alice@example.com;transport=tcp>;x=1',
+        "Alice <sips:alice@example.com>;expires=5",
+        "<sip:bob@example.com;user=phone>",
+        "<tel:+15551234567>",
+    ],
+)
+def test_from_with_tag_is_the_name_addr_with_its_tag(from_addr: str) -> None:
+    """The From header is written as ``<name-addr>;tag=<tag>`` directly (no NameAddr copy
+    per request): the same text as the name-addr with the tag parameter added."""
+    request = make_request(
+        "MESSAGE",
+        "sip:bob@example.com",
+        from_addr=from_addr,
+        from_tag="a1b2",
+        to_addr="<sip:bob@example.com>",
+        call_id="c@x",
+        cseq=1,
+    )
+    assert request.headers.get("From") == str(parse_name_addr(from_addr).with_tag("a1b2"))
+    assert parse_name_addr(request.headers.get("From") or "").tag == "a1b2"

@@ -203,7 +203,9 @@ def make_request(
         raise LocalSipError("from_addr already carries a tag; pass it as from_tag")
     out: list[tuple[str, str]] = [
         ("Max-Forwards", str(max_forwards)),
-        ("From", str(from_na.with_tag(from_tag))),
+        # from_na has no tag (checked above) and from_tag is a token: this is
+        # str(from_na.with_tag(from_tag)) without building a NameAddr per request.
+        ("From", f"{from_na};tag={from_tag}"),
         ("To", str(_name_addr(to_addr, "To"))),
         ("Call-ID", call_id),
         ("CSeq", f"{cseq} {method}"),
