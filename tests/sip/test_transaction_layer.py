@@ -110,6 +110,27 @@ def test_duplicated_response_is_passed_up_once() -> None:
     assert responses(pair.take_a()) == [404]
 
 
+def test_completed_client_absorbs_retransmitted_finals_until_timer_k() -> None:
+    # §17.1.2.2: over UDP the client waits T4 in "Completed" (kept as a compact record),
+    # absorbing retransmissions of the final response without telling anyone.
+    pair = SipPair()
+    key = pair.a.send_request(make_req(), pair.addr_b, 0.0)
+    pair.pump()
+    [event] = pair.take_b()
+    answer(pair, event, 200)
+    assert responses(pair.take_a()) == [200]
+    assert pair.a.transaction_state(key) is TxState.COMPLETED
+    assert pair.a.transaction_count == 1
+    [data] = sent(pair, "b->a", b"SIP/2.0 200")
+    pair.a.receive_datagram(data, pair.addr_b, 4.9)
+    assert pair.take_a() == []  # absorbed: no event, not a stray
+    pair.run(5.1)  # Timer K (T4 = 5 s)
+    assert pair.a.transaction_state(key) is None and pair.a.transaction_count == 0
+    pair.a.receive_datagram(data, pair.addr_b, 5.2)
+    [stray] = pair.take_a()
+    assert isinstance(stray, MessageRejected) and "stray" in stray.reason
+
+
 def test_non_invite_provisional_then_final() -> None:
     pair = SipPair()
     key = pair.a.send_request(make_req(), pair.addr_b, 0.0)

@@ -49,6 +49,15 @@ Finished non-INVITE server transactions
     has answered and keeps nothing for it, and finding the records bound to an address would
     cost a scan of all of them per ICMP error.
 
+Finished non-INVITE client transactions
+    Likewise over UDP a non-INVITE client transaction waits in "Completed" for Timer K (T4 =
+    5 s) only to absorb retransmissions of the final response (§17.1.2.2). The gateway's
+    NOTIFYs are such transactions, 5,000 a second when a presentity with 1,000 watchers
+    changes often, so on entering "Completed" one is kept as its key and the Timer K
+    deadline only, expired in arrival order (Timer K is the same for all of them), and a
+    response matching such a key is absorbed without an event. The request, its bytes and
+    the state machine are freed at the final response instead of 5 s later.
+
 Responses go where §18.2.2 says: on a stream, back on the connection the request came
 on while it is open, otherwise to the Via's ``received`` (or sent-by) host and sent-by
 port; on UDP to ``maddr`` if present, else to ``received`` and the ``rport`` value (RFC
@@ -447,6 +456,10 @@ class TransactionLayer:
         #: (response bytes, target, Timer J deadline), and the keys in expiry order.
         self._completed: dict[str, tuple[bytes, TransportAddress, float]] = {}
         self._completed_order: deque[tuple[float, str]] = deque()
+        #: Finished non-INVITE client transactions (see the module docstring): key ->
+        #: Timer K deadline, and the keys in expiry order.
+        self._absorbing: dict[str, float] = {}
+        self._absorbing_order: deque[tuple[float, str]] = deque()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._by_connection: dict[int, set[str]] = {}
@@ -463,16 +476,17 @@ class TransactionLayer:
     # -- introspection -------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._txs) + len(self._completed)
+        return len(self._txs) + len(self._completed) + len(self._absorbing)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._txs or key in self._completed
+        return key in self._txs or key in self._completed or key in self._absorbing
 
     def state_of(self, key: str) -> TxState | None:
         """The state of a live transaction, None if there is none by that key."""
         tx = self._txs.get(key)
         if tx is None:
-            return TxState.COMPLETED if key in self._completed else None
+            done = key in self._completed or key in self._absorbing
+            return TxState.COMPLETED if done else None
         return tx.fsm.state
 
     def cancelled_transaction(self, cancel_key: str) -> str | None:
@@ -720,9 +734,12 @@ class TransactionLayer:
         if via is None or cseq is None or via.branch is None:
             self._events.append(MessageRejected(source, None, "response without Via/CSeq"))
             return
-        tx = self._txs.get(f"{via.branch}|{cseq.method}")
+        key = f"{via.branch}|{cseq.method}"
+        tx = self._txs.get(key)
         if not isinstance(tx, _ClientTx):
-            self._events.append(MessageRejected(source, None, "stray response"))
+            if key not in self._absorbing:
+                self._events.append(MessageRejected(source, None, "stray response"))
+            # else §17.1.2.2: a retransmitted final response in "Completed" is absorbed.
             return
         if (via.host.lower(), via.port) != tx.sent_by:
             # §18.1.2: "If the value does not match, the message MUST be silently discarded."
@@ -814,9 +831,9 @@ class TransactionLayer:
                 first = deadline
                 break
             heapq.heappop(heap)
-        order = self._completed_order
-        if order and (first is None or order[0][0] < first):
-            return order[0][0]
+        for order in (self._completed_order, self._absorbing_order):
+            if order and (first is None or order[0][0] < first):
+                first = order[0][0]
         return first
 
     def handle_timer(self, now: float) -> None:
@@ -827,6 +844,12 @@ class TransactionLayer:
             done = completed.get(key)
             if done is not None and done[2] == deadline:
                 del completed[key]  # Timer J fired (§17.2.2): "Terminated"
+        absorbing_order = self._absorbing_order
+        absorbing = self._absorbing
+        while absorbing_order and absorbing_order[0][0] <= now:
+            deadline, key = absorbing_order.popleft()
+            if absorbing.get(key) == deadline:
+                del absorbing[key]  # Timer K fired (§17.1.2.2): "Terminated"
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, key = heapq.heappop(heap)
@@ -930,6 +953,17 @@ class TransactionLayer:
                 self._remove(tx)
                 self._completed[tx.key] = (tx.last_response, tx.target, deadline)
                 self._completed_order.append((deadline, tx.key))
+                return
+        if (
+            isinstance(tx, _ClientTx)
+            and tx.fsm.state is TxState.COMPLETED
+            and tx.fsm.kind is TxKind.NON_INVITE_CLIENT
+        ):
+            deadline = tx.fsm.deadline(TxInput.TIMER_K)
+            if deadline is not None:
+                self._remove(tx)
+                self._absorbing[tx.key] = deadline
+                self._absorbing_order.append((deadline, tx.key))
                 return
         if isinstance(tx, _ClientTx) and tx.cancel_pending:
             if tx.fsm.state is TxState.PROCEEDING:
