@@ -10,6 +10,19 @@ than one core can give. ``scripts/build_native.py`` compiles the modules listed 
 extension modules: about half the CPU per message). The Python source stays the reference:
 every module runs unchanged without the build, and the test suite runs both ways.
 
+Dataclasses
+-----------
+mypyc compiles a dataclass's own methods, but not the ``__init__`` the dataclasses module
+generates: that one stays an interpreted function which, for a frozen class, sets each field
+with ``object.__setattr__`` (about 2 µs for a five-field ``Request``, 3 µs for the
+subscription layer's nine-field ``_Args``). The classes built once or more for every
+message (``Headers``, ``Request``, ``Response``, ``TransportAddress``, ``SipUri``,
+``NameAddr``, ``Via``, ``CSeq``, the parser's ``_Head``, the subscription layer's ``_Args``)
+therefore say ``init=False`` and write ``__init__`` out, which mypyc compiles (about 0.1
+µs); equality, hashing, ``repr``, ``replace`` and immutability stay the dataclass's.
+``tests/sip/test_written_inits.py`` checks that each takes the fields, in order, with their
+defaults.
+
 How
 ---
 The build goes to ``_compiled/<digest>/`` beside this file, where ``<digest>`` is

@@ -19,7 +19,7 @@ Transport = Literal["udp", "tcp", "tls"]
 RELIABLE: frozenset[str] = frozenset({"tcp", "tls"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TransportAddress:
     """A remote (or local) transport endpoint."""
 
@@ -30,6 +30,22 @@ class TransportAddress:
     connection: int | None = None
     #: For TLS: the identity the peer proved with its certificate (set by the edge).
     peer_identity: str | None = None
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(
+        self,
+        transport: Transport,
+        host: str,
+        port: int,
+        connection: int | None = None,
+        peer_identity: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "connection", connection)
+        object.__setattr__(self, "peer_identity", peer_identity)
 
     @property
     def reliable(self) -> bool:

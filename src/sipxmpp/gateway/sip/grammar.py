@@ -296,7 +296,7 @@ def _host_key(host: str) -> str:
 # --- URIs ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SipUri:
     """A SIP or SIPS URI (RFC 3261 §19.1).
 
@@ -316,6 +316,26 @@ class SipUri:
     headers: tuple[tuple[str, str], ...] = ()
     #: "sip" or "sips" (lower case).
     scheme: str = "sip"
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(
+        self,
+        host: str,
+        user: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+        params: Params = (),
+        headers: tuple[tuple[str, str], ...] = (),
+        scheme: str = "sip",
+    ) -> None:
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "user", user)
+        object.__setattr__(self, "password", password)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "scheme", scheme)
 
     def __str__(self) -> str:
         parts = [self.scheme, ":"]
@@ -379,7 +399,9 @@ class SipUri:
         return _percent_decode(self.user)
 
     def without_headers(self) -> SipUri:
-        return replace(self, headers=())
+        # The URI itself when it has none (it is immutable): a remote target is taken from
+        # every target refresh (RFC 3261 §12.2), and Contacts rarely carry headers.
+        return replace(self, headers=()) if self.headers else self
 
     @property
     def address_of_record(self) -> str:
@@ -694,7 +716,7 @@ def uri_equal(a: Uri, b: Uri) -> bool:
 # --- name-addr -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class NameAddr:
     """The value of From, To, Contact, Route, Record-Route, Refer-To, P-Asserted-Identity.
 
@@ -708,6 +730,13 @@ class NameAddr:
     uri: Uri
     display_name: str | None = None
     params: Params = ()
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(self, uri: Uri, display_name: str | None = None, params: Params = ()) -> None:
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "display_name", display_name)
+        object.__setattr__(self, "params", params)
 
     def __str__(self) -> str:
         name = quote_string(self.display_name) + " " if self.display_name is not None else ""
@@ -807,7 +836,7 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 # --- Via -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Via:
     """One ``via-parm`` (RFC 3261 §20.42).
 
@@ -823,6 +852,22 @@ class Via:
     params: Params = ()
     #: protocol-name "/" protocol-version, "SIP/2.0" for RFC 3261.
     protocol: str = "SIP/2.0"
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None = None,
+        params: Params = (),
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        object.__setattr__(self, "transport", transport)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "protocol", protocol)
 
     def __str__(self) -> str:
         port = f":{self.port}" if self.port is not None else ""
@@ -1010,12 +1055,18 @@ def parse_vias(value: str) -> list[Via]:
 # --- CSeq and scalar fields ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class CSeq:
     """``CSeq = "CSeq" HCOLON 1*DIGIT LWS Method`` (RFC 3261 §20.16)."""
 
     seq: int
     method: str
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(self, seq: int, method: str) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "method", method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

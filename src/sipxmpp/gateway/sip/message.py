@@ -236,7 +236,7 @@ def _bad_list(what: str, text: str) -> RemoteSipError:
     return RemoteSipError(f"{what}: {text[:200]!r}", status_hint=400)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Headers:
     """An ordered multi-map of header fields.
 
@@ -245,6 +245,11 @@ class Headers:
     """
 
     items: tuple[tuple[str, str], ...] = ()
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(self, items: tuple[tuple[str, str], ...] = ()) -> None:
+        object.__setattr__(self, "items", items)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -326,7 +331,11 @@ class Headers:
         return Headers(tuple(out))
 
 
-@dataclass(frozen=True, slots=True)
+#: The empty header section, shared (a Headers is immutable).
+_NO_HEADERS = Headers()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Request:
     """A SIP request. ``uri`` is the Request-URI as text (parse it with ``grammar``)."""
 
@@ -335,6 +344,20 @@ class Request:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Headers = _NO_HEADERS,
+        body: bytes = b"",
+        version: str = SIP_VERSION,
+    ) -> None:
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "version", version)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -345,7 +368,7 @@ class Request:
         return _replace(self, **changes)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Response:
     """A SIP response."""
 
@@ -354,6 +377,20 @@ class Response:
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Headers = _NO_HEADERS,
+        body: bytes = b"",
+        version: str = SIP_VERSION,
+    ) -> None:
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "version", version)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -162,7 +162,7 @@ def is_keepalive(data: bytes) -> bool:
     return bool(data) and not data.replace(_CRLF, b"")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Head:
     """A parsed start line and header section, before the body is attached."""
 
@@ -175,6 +175,22 @@ class _Head:
     content_lengths: list[str]
     #: The first problem found while reading the head, raised after the body is known.
     error: SipParseError | None
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses").
+    def __init__(
+        self,
+        kind: str,
+        start: tuple[str, str, str],
+        headers: Headers,
+        content_lengths: list[str],
+        error: SipParseError | None,
+    ) -> None:
+        self.kind = kind
+        self.start = start
+        self.headers = headers
+        self.content_lengths = content_lengths
+        self.error = error
 
     def request(self, body: bytes = b"") -> Request | None:
         """The request as read so far (for an error answer), None for a response."""
