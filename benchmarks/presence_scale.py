@@ -59,6 +59,9 @@ Usage::
     .venv/bin/python benchmarks/presence_scale.py --quick --profile /tmp/gw   # cProfile per phase
     .venv/bin/python benchmarks/presence_scale.py --quick --settle 40 --tracemalloc /tmp/gwmem
                                                   # live memory added by subscriptions, by line
+    .venv/bin/python benchmarks/presence_scale.py --subs 10000 --skip-refresh --x2s-expires 100 \
+        --changes 0                               # no fan-out: CPU per refresh of the gateway's
+                                                  # own subscriptions (those due in the window)
 
 ``--profile PREFIX`` runs the gateway with cProfile switched on for each phase only (by
 SIGUSR1/SIGUSR2 to a small wrapper around ``python -m sipxmpp.gateway``), writing
@@ -878,6 +881,7 @@ class SipPartition:
             "kinds": by_kind,
             "ps_dialogs": len(self.ps_dialogs),
             "ps_refreshed": sum(1 for d in self.ps_dialogs.values() if d.refreshes > 0),
+            "ps_refreshes": sum(d.refreshes for d in self.ps_dialogs.values()),
             "ps_notified": sum(1 for d in self.ps_dialogs.values() if d.notify_ok),
             "pending_tx": len(self.txs),
             "jobs": len(self.jobs),
@@ -1477,7 +1481,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         time.sleep(max(1.0, 2 * args.min_notify_interval))
         window = args.duration + 5.0
         sip.call("window", seconds=window)
-        before = sip.call("stats")["counts"]
+        before_stats = sip.call("stats")
+        before = before_stats["counts"]
         profiling(True)
         cpu3 = cpu_seconds(pid)
         spy = None
@@ -1537,6 +1542,16 @@ def orchestrate(args: argparse.Namespace) -> int:
             "  gateway CPU per NOTIFY fanned out", f"{(cpu4 - cpu3) / max(count, 1) * 1e6:,.0f} µs"
         )
         figures.add("  gateway CPU share in the window", f"{(cpu4 - cpu3) / window:.0%}")
+        refreshes = ss["ps_refreshes"] - before_stats["ps_refreshes"]
+        figures.add(
+            "  gateway refreshes of its own (X2S) subscriptions in the window",
+            f"{refreshes:,} ({refreshes / window:,.0f}/s)",
+        )
+        if count == 0 and refreshes:
+            figures.add(
+                "  gateway CPU per refresh (--changes 0: the window's CPU over its refreshes)",
+                f"{(cpu4 - cpu3) / refreshes * 1e6:,.0f} µs",
+            )
         figures.add(
             "  NOTIFY retransmissions by the gateway in the window",
             f"{ss['counts']['w_notify_retransmit'] - before['w_notify_retransmit']:,}",
@@ -1562,7 +1577,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         xmpp.close()
         sip.close()
         if args.profile:
-            for i, phase in enumerate(PROFILED_PHASES):
+            phases = [p for p in PROFILED_PHASES if not (args.skip_refresh and p == "refresh")]
+            for i, phase in enumerate(phases):
                 done = Path(f"{args.profile}.{i}")
                 if done.exists():
                     done.replace(f"{args.profile}.{phase}")

@@ -21,7 +21,12 @@ from test_presence_service import (
     subscribe_alice,
 )
 
-from sipxmpp.gateway.runtime.presence import STORE_BATCH
+from sipxmpp.gateway.runtime.presence import (
+    CSEQ_RESTORE_GAP,
+    CSEQ_STORE_STRIDE,
+    STATE_STORE_INTERVAL,
+    STORE_BATCH,
+)
 from sipxmpp.gateway.sip.sub_events import SubscribeFailed
 from sipxmpp.gateway.store import (
     Store,
@@ -31,7 +36,7 @@ from sipxmpp.gateway.store import (
     SubscriptionState,
     open_store,
 )
-from sipxmpp.mapping.presence import PresenceType, XmppPresence
+from sipxmpp.mapping.presence import PresenceType, Show, XmppPresence
 
 BOB = "bob@example.test"
 
@@ -137,6 +142,74 @@ async def test_s2x_refresh_awaiting_an_answer_is_stored_active(store: Store) -> 
         assert w2.xmpp.of(PresenceType.SUBSCRIBE) == []  # not a new watcher to approve
     finally:
         await w2.service.stop()
+
+
+# -- when a notified watcher's record is written ------------------------------------------
+
+
+async def test_show_only_notifies_are_stored_within_the_state_interval(store: Store) -> None:
+    """bob changes only his show: each change is a NOTIFY to alice, but her record (last
+    document, CSeq) is written within STATE_STORE_INTERVAL, not at every periodic flush;
+    going offline is written at the next flush; a shutdown writes everything."""
+    w = await make_world(store, store_flush_interval=60.0)
+    try:
+        await authorized_watcher(w, "n1")
+        await w.service.flush(rich_state=False)  # the first state: written now
+        first = (await records(store))["n1"].last_state
+        assert first is not None and b"open" in first
+        for show in (Show.AWAY, Show.DND, Show.XA):
+            await w.service.on_presence(XmppPresence(f"{BOB}/pc", f"alice@{COMPONENT}", show=show))
+            await w.service.flush(rich_state=False)
+            assert (await records(store))["n1"].last_state == first
+        last = w.layer.named("notify")[-1][3]
+        assert last is not None and b"xa" in last
+        w.service._stale_due = w.service._now() - 1  # STATE_STORE_INTERVAL has passed
+        await w.service.flush(rich_state=False)
+        assert (await records(store))["n1"].last_state == last
+        assert w.service._stale_due >= w.service._now() + STATE_STORE_INTERVAL - 1
+        # Going offline (no longer available) is not held back.
+        await w.service.on_presence(
+            XmppPresence(f"{BOB}/pc", f"alice@{COMPONENT}", PresenceType.UNAVAILABLE)
+        )
+        await w.service.flush(rich_state=False)
+        offline = (await records(store))["n1"].last_state
+        assert offline is not None and b"closed" in offline
+        # Back online with a show: written at the next flush too; then a show change waits
+        # for the shutdown's flush.
+        await w.service.on_presence(XmppPresence(f"{BOB}/pc", f"alice@{COMPONENT}"))
+        await w.service.flush(rich_state=False)
+        assert b"open" in ((await records(store))["n1"].last_state or b"")
+        await w.service.on_presence(XmppPresence(f"{BOB}/pc", f"alice@{COMPONENT}", show=Show.CHAT))
+        assert "n1" in w.service._stale and "n1" not in w.service._dirty
+    finally:
+        await w.service.stop()
+    assert b"chat" in ((await records(store))["n1"].last_state or b"")
+
+
+async def test_a_watchers_record_is_rewritten_before_its_cseq_outruns_the_restore_gap(
+    store: Store,
+) -> None:
+    """However many show-only NOTIFYs a watcher gets between two writes, its record is
+    written once its dialog's CSeq reaches a multiple of CSEQ_STORE_STRIDE, so a restore
+    (which skips CSEQ_RESTORE_GAP) never reuses a CSeq (RFC 3261 §12.2.1.1)."""
+    assert 0 < CSEQ_STORE_STRIDE < CSEQ_RESTORE_GAP
+    w = await make_world(store, store_flush_interval=60.0)
+    try:
+        await authorized_watcher(w, "n1")
+        await w.service.flush(rich_state=False)
+        shows = (Show.AWAY, Show.DND)
+        written_at: list[int] = []
+        for i in range(2 * CSEQ_STORE_STRIDE):
+            await w.service.on_presence(
+                XmppPresence(f"{BOB}/pc", f"alice@{COMPONENT}", show=shows[i % 2])
+            )
+            if "n1" in w.service._dirty:
+                written_at.append(w.layer.subs["n1"]["cseq"])
+                await w.service.flush(rich_state=False)
+        assert written_at and all(c % CSEQ_STORE_STRIDE == 0 for c in written_at)
+        assert len(written_at) == 2
+    finally:
+        await w.service.stop()
 
 
 # -- batched write-behind -----------------------------------------------------------------

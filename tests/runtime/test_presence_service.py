@@ -132,10 +132,14 @@ class FakeLayer:
         content_type: str | None = None,
         reason: str | None = None,
         headers: tuple[Any, ...] = (),
-    ) -> None:
-        if sub_id in self.subs:
-            self.subs[sub_id]["state"] = state  # as the layer's NOTIFIER_TABLE moves it
+    ) -> int:
         self.calls.append(("notify", sub_id, state, body))
+        info = self.subs.get(sub_id)
+        if info is None:
+            return 0
+        info["state"] = state  # as the layer's NOTIFIER_TABLE moves it
+        info["cseq"] = info.get("cseq", 1) + 1  # the NOTIFY after the 2xx was CSeq 1
+        return int(info["cseq"])
 
     def terminate(
         self,

@@ -67,7 +67,12 @@ Persistence and restarts: every record is written behind (batched every
 records per transaction, each batch built while the previous one is written: the
 layer's snapshot of the dialog (what the store's columns do not already hold), the last
 PIDF sent or received, and the service's own fields. A record keeps the real state of a
-subscription that is being refreshed or re-established (:func:`_stored_state`). On
+subscription that is being refreshed or re-established (:func:`_stored_state`). A NOTIFY
+that changes only the rich state of a presentity (show, note) is stored within
+:data:`STATE_STORE_INTERVAL` seconds rather than at the next flush, and so is the CSeq it
+used, as long as the dialog's CSeq has not reached a multiple of :data:`CSEQ_STORE_STRIDE`:
+a presentity with 1,000 watchers that changes several times a second would otherwise have
+every watcher's row rewritten every flush. On
 :meth:`start` the service restores every stored subscription into the layer
 (``restore``), so SIP watchers keep receiving NOTIFYs in their existing dialogs (a
 refresh is answered with the stored last state, not an empty or closed one), and the
@@ -171,6 +176,7 @@ from sipxmpp.mapping.presence import (
 
 __all__ = [
     "CSEQ_RESTORE_GAP",
+    "CSEQ_STORE_STRIDE",
     "MAX_IMMEDIATE_RETRIES",
     "MAX_PENDING_TASKS",
     "MAX_POLLS",
@@ -181,6 +187,7 @@ __all__ = [
     "PresenceService",
     "PresenceXmpp",
     "ROUTE_CACHE_SIZE",
+    "STATE_STORE_INTERVAL",
     "STORE_BATCH",
     "TIMER_TURN_BUDGET_S",
     "build_layer",
@@ -240,6 +247,26 @@ PIDF_CACHE_SIZE = 4096
 #: of holding 1,000 equal copies. An entry is one small presence; the oldest is evicted
 #: first (an evicted one stays shared by the views that hold it).
 PRESENCE_CACHE_SIZE = 4096
+
+#: A notifier subscription's row is written at the next flush whenever its dialog's local
+#: CSeq reaches a multiple of this (RFC 3261 §12.2.1.1). A NOTIFY that changes only the
+#: rich state (see :data:`STATE_STORE_INTERVAL`) does not rewrite the row, so without this
+#: the stored CSeq of a watcher notified many times a second could fall behind by more than
+#: :data:`CSEQ_RESTORE_GAP`; with it, a restore skips at most this many NOTIFYs plus those
+#: of one flush interval, half the gap.
+CSEQ_STORE_STRIDE = CSEQ_RESTORE_GAP // 2
+
+#: Seconds within which a NOTIFY that changes only the rich state of a presentity (show,
+#: note, activities: the document stays as available, or as unavailable, as the one the
+#: store holds) reaches the store. A NOTIFY that turns the presentity available or
+#: unavailable is written at the next flush (``presence.store_flush_interval``), as is every
+#: other change of a subscription. Rewriting each notified watcher's row every flush cost
+#: more than the NOTIFYs themselves when one presentity with 1,000 watchers changes several
+#: times a second (benchmarks/presence_scale.py); a crash now loses at most this many
+#: seconds of show/note changes, never an availability change of more than a flush
+#: interval, so a restarted gateway shows no false "offline" (RFC 8048 §5.3.2: a refresh
+#: is answered with the stored state until the probes of the restart bring the current one).
+STATE_STORE_INTERVAL = 10.0
 
 #: Address mappings of incoming presence kept for reuse: (sender, addressee) -> contact JID
 #: and SIP address of record, or the refusal. The mapping (RFC 7247 §6.5, with the JID
@@ -550,6 +577,10 @@ class PresenceService:
         self._timer_at: float | None = None
         # persistence (write-behind)
         self._dirty: set[str] = set()
+        #: Notifier subscriptions whose NOTIFYs since their last write changed only the rich
+        #: state; written every STATE_STORE_INTERVAL seconds (and on stop).
+        self._stale: set[str] = set()
+        self._stale_due = 0.0
         self._deleted: set[str] = set()
         self._dirty_auth: set[tuple[str, str]] = set()
         self._flusher: asyncio.Task[None] | None = None
@@ -590,6 +621,10 @@ class PresenceService:
         self._layer = layer
         self._store = store
         self._started = True
+        if self._clock is None:
+            # The loop's clock, bound once: _now() runs a few times per message.
+            self._clock = asyncio.get_running_loop().time
+        self._stale_due = self._now() + STATE_STORE_INTERVAL
         if store is not None:
             await self._restore_all(store)
         self._flusher = asyncio.get_running_loop().create_task(
@@ -915,6 +950,7 @@ class PresenceService:
         _decrement(self._per_user_in, inbound.user)
         _decrement(self._per_peer, _peer_of(inbound.watcher_uri))
         self._dirty.discard(sub_id)
+        self._stale.discard(sub_id)
         self._deleted.add(sub_id)
         return inbound
 
@@ -1174,7 +1210,7 @@ class PresenceService:
         if not force and self._sent_already(inbound, body, lang, source):
             return
         try:
-            layer.notify(
+            cseq = layer.notify(
                 inbound.sub_id,
                 now,
                 state="active",
@@ -1185,10 +1221,17 @@ class PresenceService:
         except Exception as exc:  # the layer forgot it (expired meanwhile): nothing to send
             log.info("presence.notify.skipped", extra=kv(sub=inbound.sub_id, error=str(exc)))
             return
+        # The row keeps the last document sent; when it is written depends on what changed
+        # (STATE_STORE_INTERVAL, CSEQ_STORE_STRIDE).
+        if cseq % CSEQ_STORE_STRIDE == 0 or _availability(source) != _availability(
+            inbound.last_state
+        ):
+            self._dirty.add(inbound.sub_id)
+        else:
+            self._stale.add(inbound.sub_id)
         inbound.last_state, inbound.last_lang = source, lang
         inbound.notified_at = now
         self._log_notify(inbound, "active", body)
-        self._dirty.add(inbound.sub_id)
 
     def _offer(self, inbound: _Inbound, now: float) -> None:
         """A state change for one watcher, through the RFC 3856 §6.10 throttle (point 68):
@@ -2071,13 +2114,15 @@ class PresenceService:
         while True:
             await asyncio.sleep(self._cfg.store_flush_interval)
             try:
-                await self.flush()
+                await self.flush(rich_state=False)
             except Exception:
                 log.exception("presence.store.flush_failed")
 
-    async def flush(self) -> None:
+    async def flush(self, *, rich_state: bool = True) -> None:
         """Write every changed record to the store now, :data:`STORE_BATCH` rows per
-        transaction.
+        transaction. ``rich_state=False`` (the periodic flush) leaves the subscriptions
+        whose NOTIFYs changed only the rich state for a later flush, until
+        :data:`STATE_STORE_INTERVAL` has passed since they were last written so.
 
         Each batch is built right before it is written and the next one is built while
         the store writes the previous (the database works in its own thread or server), so
@@ -2091,6 +2136,15 @@ class PresenceService:
             return
         async with self._flush_lock:
             dirty, self._dirty = self._dirty, set()
+            stale = self._stale
+            if stale:
+                now = self._now()
+                if rich_state or now >= self._stale_due:
+                    dirty |= stale
+                    self._stale = set()
+                    self._stale_due = now + STATE_STORE_INTERVAL
+                else:
+                    stale -= dirty  # written now anyway
             deleted, self._deleted = self._deleted, set()
             auths, self._dirty_auth = self._dirty_auth, set()
             pending = iter(dirty)
@@ -2488,6 +2542,21 @@ def _same(a: bytes | None, b: bytes | None) -> bool:
     """Equal documents; usually the very same object (one PIDF per presentity state is
     shared by its watchers), which needs no byte comparison."""
     return a is b or a == b
+
+
+def _availability(source: _Source) -> bool | None:
+    """Whether a document made from ``source`` shows the presentity available (some tuple
+    ``open``, RFC 3863 §4.1.4): None when that is not known without parsing it (a stored
+    document, or none at all)."""
+    if type(source) is not tuple:
+        return None
+    for p in source:  # a loop, not any(): this runs twice per NOTIFY
+        if p.type is _AVAILABLE:
+            return True
+    return False
+
+
+_AVAILABLE = PresenceType.AVAILABLE
 
 
 def _decrement(counts: dict[str, int], key: str) -> None:

@@ -798,7 +798,7 @@ class _Refusal(Exception):
         self.headers = headers
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class _Args:
     """What an input carries to its action."""
 
@@ -811,6 +811,30 @@ class _Args:
     headers: tuple[tuple[str, str], ...] = ()
     granted: int = 0
     kind: _Kind = _Kind.INITIAL
+
+    # Written out rather than generated (init=False): mypyc compiles this one, not the
+    # dataclasses module's (sipxmpp.native, "Dataclasses"); two per NOTIFY sent.
+    def __init__(
+        self,
+        event: RequestReceived | None = None,
+        status: int | None = None,
+        reason: str | None = None,
+        retry_after: int | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        granted: int = 0,
+        kind: _Kind = _Kind.INITIAL,
+    ) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "retry_after", retry_after)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "content_type", content_type)
+        object.__setattr__(self, "headers", headers)
+        object.__setattr__(self, "granted", granted)
+        object.__setattr__(self, "kind", kind)
 
 
 _NO_ARGS = _Args()
@@ -1136,9 +1160,13 @@ class SubscriptionManager:
         content_type: str | None = None,
         reason: str | None = None,
         headers: tuple[tuple[str, str], ...] = (),
-    ) -> None:
+    ) -> int:
         """Send a NOTIFY in the subscription's dialog. "active"/"pending" carry
-        ``;expires=`` with the seconds left; "terminated" is :meth:`terminate`."""
+        ``;expires=`` with the seconds left; "terminated" is :meth:`terminate`.
+
+        Returns the NOTIFY's CSeq number (the dialog's local CSeq, RFC 3261 §12.2.1.1), so
+        that the runtime can tell how far its stored copy of the dialog lags; 0 when
+        nothing was sent (an unknown id, or "terminated")."""
         self._last_now = now
         if state == "terminated":
             self.terminate(
@@ -1149,10 +1177,10 @@ class SubscriptionManager:
                 content_type=content_type,
                 headers=headers,
             )
-            return
+            return 0
         sub = self._notifier(sub_id)
         if sub is None:
-            return
+            return 0
         if state not in ("active", "pending"):
             raise LocalSipError(f"unknown Subscription-State {state!r}")
         if reason is not None:
@@ -1162,6 +1190,7 @@ class SubscriptionManager:
         inp = _NI.TU_NOTIFY_ACTIVE if state == "active" else _NI.TU_NOTIFY_PENDING
         args = _Args(body=body, content_type=content_type, headers=headers)
         self._not_step(sub, inp, now, args)
+        return sub.dialog.local_cseq
 
     def terminate(
         self,
