@@ -21,12 +21,12 @@ from test_presence_service import COMPONENT, PIDF, World, make_world, notify, re
 
 from sipxmpp.gateway.runtime.presence import (
     _Outbound,
-    _pack_doc,
     _pack_shown,
     _shown_jids,
     _unpack_doc,
 )
 from sipxmpp.gateway.store import Store, open_store
+from sipxmpp.mapping.pidf import deflate_pidf
 from sipxmpp.mapping.presence import PresenceType, XmppPresence
 
 SOURCES = str(Path(__file__).resolve().parents[2] / "src" / "sipxmpp")
@@ -150,7 +150,7 @@ async def test_watchers_of_one_presentity_share_presences_and_documents(store: S
 
 @given(st.binary(max_size=4096))
 def test_deflated_documents_come_back_whole(doc: bytes) -> None:
-    assert _unpack_doc(_pack_doc(doc)) == doc
+    assert _unpack_doc(deflate_pidf(doc)) == doc
 
 
 def test_a_contacts_last_document_is_kept_deflated() -> None:
@@ -161,7 +161,7 @@ def test_a_contacts_last_document_is_kept_deflated() -> None:
         b'entity="sip:c10001@example.test"><tuple id="t1"><status><basic>open</basic>'
         b"</status><note>ready</note></tuple></presence>"
     )
-    packed = _pack_doc(doc)
+    packed = deflate_pidf(doc)
     assert len(packed) < 0.65 * len(doc)
     assert _unpack_doc(packed) == doc
     assert _unpack_doc(None) is None

@@ -101,7 +101,6 @@ import os
 import random
 import sys
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -154,6 +153,8 @@ from sipxmpp.mapping.pidf import (
     MAX_PIDF_TUPLES,
     PIDF_MIME_TYPE,
     PidfError,
+    deflate_pidf,
+    inflate_pidf,
     is_language_tag,
     parse_pidf,
     serialize_pidf,
@@ -409,8 +410,10 @@ class _Outbound:
     #: (a full JID in a 1-tuple cost ~130 B for each of the 50,000 held); see
     #: :func:`_shown_jids`.
     shown: str | tuple[str, ...] = ()
-    #: The last document received, deflated (see :data:`_PIDF_ZDICT`): ``_pack_doc`` /
-    #: ``_unpack_doc``.
+    #: The last document received, deflated (:func:`deflate_pidf`; ``_unpack_doc``): it is
+    #: read only to answer a probe, to resend after the component link was down, to skip
+    #: a repeated document and to store it, for each of the 50,000 such subscriptions a
+    #: gateway holds.
     last_state: bytes | None = None
     last_lang: str | None = None
     quick_retries: int = 0
@@ -1734,7 +1737,7 @@ class PresenceService:
         presences = self._presences_of(ev, out.contact_jid, out.user)
         if presences is None:
             return
-        out.last_state = _pack_doc(ev.body)
+        out.last_state = deflate_pidf(ev.body)
         out.last_lang = lang
         self._show(out, presences)
 
@@ -2375,7 +2378,7 @@ class PresenceService:
             peer=_peer_of(record.presentity),
             active_seen=bool(extra.get("active_seen")),
             shown=_pack_shown(sys.intern(contact_jid), tuple(_list_of_str(extra.get("shown")))),
-            last_state=(_pack_doc(record.last_state) if record.last_state is not None else None),
+            last_state=(deflate_pidf(record.last_state) if record.last_state is not None else None),
             last_lang=_str_or_none(extra.get("lang")),
         )
         if out.active_seen:
@@ -2472,47 +2475,9 @@ def _peer_of(uri: str) -> str:
     return sys.intern(uri.split("@", 1)[-1].lower())
 
 
-#: The last document of each SIP contact an XMPP user watches (``_Outbound.last_state``) is
-#: kept deflated (RFC 1951) with this preset dictionary of PIDF (RFC 3863), data-model
-#: (RFC 4479) and RPID (RFC 4480) boilerplate: a 200-250 B document takes 80-120 B, and
-#: the 600-1,200 B documents of RPID publishers a third of that, for each of the 50,000
-#: such subscriptions a gateway holds. It is read only to answer a probe, to resend after
-#: the component link was down, to skip a repeated document (3 µs) and to store it.
-#: Deflating a changed document costs ~25 µs. Changing the dictionary needs no migration:
-#: the store keeps documents as they came.
-_PIDF_ZDICT = (
-    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<?xml version='1.0' encoding='UTF-8'?>\n"
-    b'<presence xmlns="urn:ietf:params:xml:ns:pidf" '
-    b'xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" '
-    b'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" '
-    b'xmlns:c="urn:ietf:params:xml:ns:pidf:cipid" entity="sip:'
-    b'<timestamp></timestamp><contact priority="1.0"><note xml:lang="en"></note>'
-    b'<dm:person id="<rpid:activities><rpid:on-the-phone/><rpid:meeting/><rpid:busy/>'
-    b'<rpid:away/></rpid:activities><dm:note></dm:note></dm:person><tuple id="'
-    b'"><status><basic>closed</basic></status></tuple><status><basic>open</basic></status>'
-    b"<note>"
-    b"</note></tuple></presence>"
-)
-
-#: Raw deflate with a 512-byte window (``wbits`` -9) and the smallest internal state
-#: (``memLevel`` 1): per document, setting up a full 32 KiB window would cost more than
-#: the document.
-_DEFLATE_WBITS = -9
-_DEFLATE_MEMLEVEL = 1
-
-
-def _pack_doc(doc: bytes) -> bytes:
-    packer = zlib.compressobj(
-        6, zlib.DEFLATED, _DEFLATE_WBITS, _DEFLATE_MEMLEVEL, zlib.Z_DEFAULT_STRATEGY, _PIDF_ZDICT
-    )
-    return packer.compress(doc) + packer.flush()
-
-
 def _unpack_doc(packed: bytes | None) -> bytes | None:
-    if packed is None:
-        return None
-    unpacker = zlib.decompressobj(_DEFLATE_WBITS, _PIDF_ZDICT)
-    return unpacker.decompress(packed) + unpacker.flush()
+    """``_Outbound.last_state`` as the document it was (see :func:`deflate_pidf`)."""
+    return None if packed is None else inflate_pidf(packed)
 
 
 def _pack_shown(contact_jid: str, jids: tuple[str, ...]) -> str | tuple[str, ...]:
