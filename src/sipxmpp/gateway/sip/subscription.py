@@ -627,6 +627,17 @@ class _Kind(enum.Enum):
 #: "No deadline" in the unboxed deadline slots of :class:`_Sub` (NaN equals nothing).
 _NONE: Final = math.nan
 
+
+def _deadline(at: float) -> float | None:
+    """An unboxed deadline slot as ``float | None``."""
+    return None if at != at else at
+
+
+def _unboxed(at: float | None) -> float:
+    """``float | None`` for an unboxed deadline slot."""
+    return _NONE if at is None else at
+
+
 _AUTO_REFRESH = 1
 _FETCH = 2
 _UNSUB_DEFERRED = 4
@@ -705,42 +716,38 @@ class _Sub:
     @property
     def expires_at(self) -> float | None:
         """When the subscription expires (None: no expiry known)."""
-        at = self._expires_at
-        return None if at != at else at
+        return _deadline(self._expires_at)
 
     @expires_at.setter
     def expires_at(self, at: float | None) -> None:
-        self._expires_at = _NONE if at is None else at
+        self._expires_at = _unboxed(at)
 
     @property
     def refresh_at(self) -> float | None:
         """Subscriber: when to refresh (None: no refresh due)."""
-        at = self._refresh_at
-        return None if at != at else at
+        return _deadline(self._refresh_at)
 
     @refresh_at.setter
     def refresh_at(self, at: float | None) -> None:
-        self._refresh_at = _NONE if at is None else at
+        self._refresh_at = _unboxed(at)
 
     @property
     def timer_n_at(self) -> float | None:
         """Subscriber: Timer N (RFC 6665 §4.1.2.4), while armed."""
-        at = self._timer_n_at
-        return None if at != at else at
+        return _deadline(self._timer_n_at)
 
     @timer_n_at.setter
     def timer_n_at(self, at: float | None) -> None:
-        self._timer_n_at = _NONE if at is None else at
+        self._timer_n_at = _unboxed(at)
 
     @property
     def answer_at(self) -> float | None:
         """Notifier: when the runtime's answer to a SUBSCRIBE is overdue, while awaited."""
-        at = self._answer_at
-        return None if at != at else at
+        return _deadline(self._answer_at)
 
     @answer_at.setter
     def answer_at(self, at: float | None) -> None:
-        self._answer_at = _NONE if at is None else at
+        self._answer_at = _unboxed(at)
 
     def _flag(self, bit: int, on: bool) -> None:
         self.flags = self.flags | bit if on else self.flags & ~bit
