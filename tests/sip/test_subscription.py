@@ -1755,5 +1755,72 @@ def test_refreshes_keep_one_timer_entry_per_subscription() -> None:
         pair.take_sa()
         view = pair.ma.get(sid_a)
         assert view is not None and view.state == "active", cycle
-        assert len(pair.ma._heap) <= 2 and len(pair.mb._heap) <= 2, cycle
+        assert len(pair.ma._heap) == 1 and len(pair.mb._heap) == 1, cycle
     assert pair.ma.next_deadline() is not None and pair.mb.next_deadline() is not None
+
+
+# --- the timer heap ---------------------------------------------------------------------
+
+
+def _heap_sub(sub_id: str) -> Any:
+    from sipxmpp.gateway.sip.dialog import Dialog
+    from sipxmpp.gateway.sip.subscription import SubscriberState, _Sub
+    from sipxmpp.gateway.sip.address import TransportAddress
+
+    dialog = Dialog(
+        call_id=sub_id,
+        local_tag=sub_id,
+        local_uri="sip:a@example.test",
+        remote_uri="sip:b@example.test",
+        remote_target="sip:b@127.0.0.1",
+        destination=TransportAddress("udp", "127.0.0.1", 5060),
+    )
+    return _Sub(sub_id, Role.SUBSCRIBER, SubscriberState.NOTIFY_WAIT, dialog, "presence", None)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["arm", "remove", "pop"]),
+            st.integers(0, 7),
+            st.floats(0, 100, allow_nan=False).map(lambda f: round(f, 1)),
+        ),
+        max_size=60,
+    )
+)
+def test_timer_heap_keeps_one_entry_per_armed_subscription_earliest_first(
+    ops: list[tuple[str, int, float]],
+) -> None:
+    """The heap against a dict model: arming only ever moves a subscription earlier (as
+    ``_schedule`` uses it), removal takes it out, and ``first()`` is always the earliest."""
+    from sipxmpp.gateway.sip.subscription import _TimerHeap
+
+    heap = _TimerHeap()
+    subs = [_heap_sub(f"s{i}") for i in range(8)]
+    model: dict[int, float] = {}
+    for op, i, at in ops:
+        sub = subs[i]
+        if op == "arm":
+            if i in model and at >= model[i]:
+                continue
+            heap.arm(sub, at)
+            model[i] = at
+        elif op == "remove":
+            heap.remove(sub)
+            model.pop(i, None)
+        elif model:
+            first = heap.first()
+            assert first is not None and first.scheduled == min(model.values())
+            heap.remove(first)
+            del model[subs.index(first)]
+        assert len(heap) == len(model)
+        first = heap.first()
+        if model:
+            assert first is not None and first.scheduled == min(model.values())
+        else:
+            assert first is None
+        for j, s in enumerate(subs):
+            assert (s.slot >= 0) is (j in model)
+            if j in model:
+                assert heap._items[s.slot] is s and s.scheduled == model[j]
