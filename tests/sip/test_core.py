@@ -576,8 +576,12 @@ def test_random_ids_follow_rfc_3261() -> None:
     branches = {ids.branch() for _ in range(200)}
     assert len(branches) == 200 and all(b.startswith(MAGIC_COOKIE) for b in branches)
     assert all(is_token(b) for b in branches)  # a branch is a token (§25.1)
-    assert len(ids.tag()) == 16 and is_token(ids.tag())  # 64 random bits (§19.3: >= 32)
-    assert len(ids.call_id()) == 32 and is_valid_call_id(ids.call_id())
+    # base64url: 90 random bits in a tag (§19.3: >= 32), 132 in a Call-ID.
+    tags = [ids.tag() for _ in range(200)]
+    call_ids = [ids.call_id() for _ in range(200)]
+    assert all(len(t) == 15 and is_token(t) for t in tags) and len(set(tags)) == 200
+    assert all(len(c) == 22 and is_valid_call_id(c) for c in call_ids)
+    assert len(set(call_ids)) == 200
     assert len(ids.token(128)) == 32 and len(ids.token(1)) == 2
     for bad in (0, 1025):
         with pytest.raises(ValueError):
