@@ -196,10 +196,40 @@ def test_shown_jids_come_back_whole(jids: tuple[str, ...]) -> None:
         user="x1@example.test",
         user_uri="sip:x1@example.test",
         contact_uri="sip:c1@example.test",
-        contact_jid="c1@sip.example.test",
         peer="example.test",
     )
-    out.shown = _pack_shown(out.contact_jid, jids)
-    assert _shown_jids(out) == jids
+    out.shown = _pack_shown("c1@sip.example.test", jids)
+    assert _shown_jids(out.shown, "c1@sip.example.test") == jids
     if len(jids) == 1 and jids[0].startswith("c1@sip.example.test/"):
         assert out.shown == jids[0][len("c1@sip.example.test") :]  # the resource only
+
+
+async def test_a_contacts_jid_is_kept_only_when_its_address_does_not_map_back(
+    store: Store,
+) -> None:
+    """An X2S record keeps the contact's JID only when mapping the contact's SIP address
+    back gives another JID; otherwise the JID is mapped again where it is needed."""
+    world = await make_world(store)
+    try:
+        await _pairs(world, 0, 3)
+        service = world.service
+        for (_, contact_uri), out in service._outbound.items():
+            assert out.odd_jid is None
+            i = contact_uri.removeprefix("sip:c").removesuffix("@example.test")
+            assert service._contact_jid(out) == f"c{i}@{COMPONENT}"
+        assert service._odd_jid("sip:c1@example.test", f"c1@{COMPONENT}") is None
+        assert service._odd_jid("sip:c1@example.test", f"d1@{COMPONENT}") == f"d1@{COMPONENT}"
+        # An address that maps to no JID at all keeps the JID it was addressed by.
+        assert service._odd_jid("sip:c1@elsewhere.test", "c1@elsewhere.test") == (
+            "c1@elsewhere.test"
+        )
+        odd = _Outbound(
+            user="x1@example.test",
+            user_uri="sip:x1@example.test",
+            contact_uri="sip:c1@example.test",
+            peer="example.test",
+            odd_jid=f"d1@{COMPONENT}",
+        )
+        assert service._contact_jid(odd) == f"d1@{COMPONENT}"
+    finally:
+        await world.service.stop()
