@@ -43,8 +43,14 @@ Finished non-INVITE server transactions
     Over UDP a non-INVITE server transaction waits in "Completed" for Timer J (64*T1 = 32 s)
     only to answer retransmissions of its request with the same response (§17.2.2). At the
     design load of 5,000 requests/s that is 160,000 transactions at once, so on entering
-    "Completed" it is kept as a compact record instead: the response bytes, where they go,
-    and the Timer J deadline, expired in arrival order (Timer J is the same for all of them).
+    "Completed" it is kept as a compact record instead: its key and the response bytes. A
+    retransmitted request gets them at the address its own top Via names (§18.2.2), which
+    is the original's. The keys expire in arrival order (Timer J is the same for all of
+    them), in batches of those that finished within ``EXPIRY_BATCH_S`` of each other: a
+    batch expires with its last member, so a record may stay up to that much longer than
+    Timer J, never shorter. A record is then a dict entry and a list slot, not also a
+    deadline float and two tuples (~160 B, for each of the 30,000 that linger while the
+    gateway takes 1,000 new subscriptions a second).
     A transport error while in that state ends the transaction without a TU event: the TU
     has answered and keeps nothing for it, and finding the records bound to an address would
     cost a scan of all of them per ICMP error.
@@ -53,8 +59,8 @@ Finished non-INVITE client transactions
     Likewise over UDP a non-INVITE client transaction waits in "Completed" for Timer K (T4 =
     5 s) only to absorb retransmissions of the final response (§17.1.2.2). The gateway's
     NOTIFYs are such transactions, 5,000 a second when a presentity with 1,000 watchers
-    changes often, so on entering "Completed" one is kept as its key and the Timer K
-    deadline only, expired in arrival order (Timer K is the same for all of them), and a
+    changes often, so on entering "Completed" one is kept as its key only, expired in
+    arrival order and in batches as above (Timer K is the same for all of them), and a
     response matching such a key is absorbed without an event. The request, its bytes and
     the state machine are freed at the final response instead of 5 s later.
 
@@ -75,6 +81,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -133,6 +140,11 @@ INVITE_TU_DEADLINE = 181.0
 #: dropped: the client gives up at Timer F (64*T1 = 32 s with T1 = 500 ms); T4 (5 s) more
 #: outlasts retransmissions still in flight, so none of them recreates the transaction.
 NON_INVITE_TU_DEADLINE = 37.0
+
+#: Seconds within which finished transactions share an expiry batch (see the module
+#: docstring): a record lingers at most this much past its Timer J or K, and at 5,000
+#: finished transactions a second a batch holds about 500 keys.
+EXPIRY_BATCH_S = 0.1
 
 #: Retry-After (seconds) on the 503 sent when the transaction table is full
 #: (RFC 3261 §21.5.4, §20.33); short, since a full table drains within Timer J.
@@ -437,6 +449,49 @@ def _address_key(addr: TransportAddress) -> _AddressKey:
     return (addr.transport, addr.host.lower(), addr.port)
 
 
+class _Expiries:
+    """Keys of finished transactions in expiry order, in batches (module docstring).
+
+    A key is added once: a finished server transaction's key is matched before a new
+    transaction could take it, and a client transaction's key carries a fresh branch; so
+    a key leaves its table only when its batch expires, and nothing else re-adds it
+    meanwhile.
+    """
+
+    __slots__ = ("_due", "_keys", "_open_until")
+
+    def __init__(self) -> None:
+        #: Each batch's expiry (its latest member's deadline), and its keys.
+        self._due: deque[float] = deque()
+        self._keys: deque[list[str]] = deque()
+        #: Deadlines up to this join the newest batch.
+        self._open_until = -math.inf
+
+    def add(self, key: str, deadline: float) -> None:
+        if self._keys and deadline <= self._open_until:
+            self._keys[-1].append(key)
+            if deadline > self._due[-1]:
+                self._due[-1] = deadline
+            return
+        self._due.append(deadline)
+        self._keys.append([key])
+        self._open_until = deadline + EXPIRY_BATCH_S
+
+    def first(self) -> float | None:
+        return self._due[0] if self._due else None
+
+    def pop_due(self, now: float) -> list[str]:
+        """The keys of every batch due at ``now``, taken out."""
+        due = self._due
+        if not due or due[0] > now:
+            return []
+        keys: list[str] = []
+        while due and due[0] <= now:
+            due.popleft()
+            keys.extend(self._keys.popleft())
+        return keys
+
+
 class TransactionLayer:
     """All live transactions of one endpoint. See the module docstring."""
 
@@ -453,13 +508,13 @@ class TransactionLayer:
         self._outbox = outbox
         self._txs: dict[str, _Tx] = {}
         #: Finished non-INVITE server transactions (see the module docstring): key ->
-        #: (response bytes, target, Timer J deadline), and the keys in expiry order.
-        self._completed: dict[str, tuple[bytes, TransportAddress, float]] = {}
-        self._completed_order: deque[tuple[float, str]] = deque()
-        #: Finished non-INVITE client transactions (see the module docstring): key ->
-        #: Timer K deadline, and the keys in expiry order.
-        self._absorbing: dict[str, float] = {}
-        self._absorbing_order: deque[tuple[float, str]] = deque()
+        #: response bytes, and the keys in expiry order (Timer J).
+        self._completed: dict[str, bytes] = {}
+        self._completed_order = _Expiries()
+        #: Finished non-INVITE client transactions (see the module docstring), and the
+        #: keys in expiry order (Timer K).
+        self._absorbing: set[str] = set()
+        self._absorbing_order = _Expiries()
         self._heap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
         self._by_connection: dict[int, set[str]] = {}
@@ -661,7 +716,7 @@ class TransactionLayer:
         done = self._completed.get(key)
         if done is not None:
             # §17.2.2: in "Completed", a retransmitted request gets the response again.
-            self._outbox.append((done[1], done[0]))
+            self._outbox.append((response_target(via, source), done))
             return
         if method == "ACK":
             self._receive_unmatched_ack(request, source, now)
@@ -832,24 +887,18 @@ class TransactionLayer:
                 break
             heapq.heappop(heap)
         for order in (self._completed_order, self._absorbing_order):
-            if order and (first is None or order[0][0] < first):
-                first = order[0][0]
+            due = order.first()
+            if due is not None and (first is None or due < first):
+                first = due
         return first
 
     def handle_timer(self, now: float) -> None:
-        order = self._completed_order
         completed = self._completed
-        while order and order[0][0] <= now:
-            deadline, key = order.popleft()
-            done = completed.get(key)
-            if done is not None and done[2] == deadline:
-                del completed[key]  # Timer J fired (§17.2.2): "Terminated"
-        absorbing_order = self._absorbing_order
+        for key in self._completed_order.pop_due(now):
+            del completed[key]  # Timer J fired (§17.2.2): "Terminated"
         absorbing = self._absorbing
-        while absorbing_order and absorbing_order[0][0] <= now:
-            deadline, key = absorbing_order.popleft()
-            if absorbing.get(key) == deadline:
-                del absorbing[key]  # Timer K fired (§17.1.2.2): "Terminated"
+        for key in self._absorbing_order.pop_due(now):
+            absorbing.discard(key)  # Timer K fired (§17.1.2.2): "Terminated"
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, key = heapq.heappop(heap)
@@ -951,8 +1000,8 @@ class TransactionLayer:
             deadline = tx.fsm.deadline(TxInput.TIMER_J)
             if deadline is not None:
                 self._remove(tx)
-                self._completed[tx.key] = (tx.last_response, tx.target, deadline)
-                self._completed_order.append((deadline, tx.key))
+                self._completed[tx.key] = tx.last_response
+                self._completed_order.add(tx.key, deadline)
                 return
         if (
             isinstance(tx, _ClientTx)
@@ -962,8 +1011,8 @@ class TransactionLayer:
             deadline = tx.fsm.deadline(TxInput.TIMER_K)
             if deadline is not None:
                 self._remove(tx)
-                self._absorbing[tx.key] = deadline
-                self._absorbing_order.append((deadline, tx.key))
+                self._absorbing.add(tx.key)
+                self._absorbing_order.add(tx.key, deadline)
                 return
         if isinstance(tx, _ClientTx) and tx.cancel_pending:
             if tx.fsm.state is TxState.PROCEEDING:
