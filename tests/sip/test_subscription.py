@@ -1763,9 +1763,9 @@ def test_refreshes_keep_one_timer_entry_per_subscription() -> None:
 
 
 def _heap_sub(sub_id: str) -> Any:
+    from sipxmpp.gateway.sip.address import TransportAddress
     from sipxmpp.gateway.sip.dialog import Dialog
     from sipxmpp.gateway.sip.subscription import SubscriberState, _Sub
-    from sipxmpp.gateway.sip.address import TransportAddress
 
     dialog = Dialog(
         call_id=sub_id,
@@ -1824,3 +1824,41 @@ def test_timer_heap_keeps_one_entry_per_armed_subscription_earliest_first(
             assert (s.slot >= 0) is (j in model)
             if j in model:
                 assert heap._items[s.slot] is s and s.scheduled == model[j]
+
+
+def test_a_subscription_record_stays_in_the_160_byte_class() -> None:
+    """Fields that share a slot behind properties still behave as separate fields."""
+    import sys
+
+    from sipxmpp.gateway.sip.subscription import _MAX_DELTA, _Kind
+
+    sub = _heap_sub("s1")
+    assert sys.getsizeof(sub) <= 160
+    assert (sub.event, sub.event_id, sub.expires, sub.wanted) == ("presence", None, 0, 0)
+    sub.wanted, sub.expires = 3600, 600
+    assert (sub.wanted, sub.expires) == (3600, 600)
+    sub.expires = 2**40  # beyond delta-seconds: the largest one (RFC 3261 §20.19)
+    assert (sub.wanted, sub.expires) == (3600, _MAX_DELTA)
+    sub.wanted = -5
+    assert (sub.wanted, sub.expires) == (0, _MAX_DELTA)
+    assert sub.kind is _Kind.INITIAL and sub.auto_refresh
+    for kind in (_Kind.UNSUBSCRIBE, _Kind.REFRESH, _Kind.INITIAL):
+        sub.kind = kind
+        sub.fetch = True
+        assert sub.kind is kind and sub.fetch and sub.auto_refresh
+        sub.fetch = False
+    sub.tx = "z9hG4bKx|SUBSCRIBE"
+    sub.pending = None  # no pending SUBSCRIBE to clear: the transaction stays
+    assert (sub.tx, sub.pending) == ("z9hG4bKx|SUBSCRIBE", None)
+    sub.tx = None
+    assert (sub.tx, sub.pending) == (None, None)
+    from sipxmpp.gateway.sip.dialog import Dialog
+    from sipxmpp.gateway.sip.subscription import NotifierState, _Sub
+
+    with_id = _Sub("s2", Role.NOTIFIER, NotifierState.ACTIVE, sub.dialog, "presence", "7")
+    assert (with_id.event, with_id.event_id, with_id.event_value) == (
+        "presence",
+        "7",
+        "presence;id=7",
+    )
+    assert isinstance(with_id.dialog, Dialog)
