@@ -168,8 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"{cfg_path}: OK")
         return EXIT_OK
+    from sipxmpp.gateway.runtime import mallocpolicy
     from sipxmpp.gateway.runtime.logs import configure_logging
 
+    mallocpolicy.apply()  # before the store's thread starts
     configure_logging(settings.log.level, settings.log.format)
     from sipxmpp.gateway.runtime.provisioning import ProvisioningConfigError
 
