@@ -1766,9 +1766,7 @@ class PresenceService:
         out.last_lang = lang
         self._show(out, contact_jid, presences)
 
-    def _show(
-        self, out: _Outbound, contact_jid: str, presences: tuple[XmppPresence, ...]
-    ) -> None:
+    def _show(self, out: _Outbound, contact_jid: str, presences: tuple[XmppPresence, ...]) -> None:
         gone = pmap.vanished_resources(
             _shown_jids(out.shown, contact_jid), presences, to_jid=out.user
         )
