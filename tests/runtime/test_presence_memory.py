@@ -198,7 +198,6 @@ def test_shown_jids_come_back_whole(jids: tuple[str, ...]) -> None:
         user="x1@example.test",
         user_uri="sip:x1@example.test",
         contact_uri="sip:c1@example.test",
-        peer="example.test",
     )
     out.shown = _pack_shown("c1@sip.example.test", jids)
     assert _shown_jids(out.shown, "c1@sip.example.test") == jids
@@ -229,9 +228,27 @@ async def test_a_contacts_jid_is_kept_only_when_its_address_does_not_map_back(
             user="x1@example.test",
             user_uri="sip:x1@example.test",
             contact_uri="sip:c1@example.test",
-            peer="example.test",
             odd_jid=f"d1@{COMPONENT}",
         )
         assert service._contact_jid(odd) == f"d1@{COMPONENT}"
     finally:
         await world.service.stop()
+
+
+def test_an_x2s_record_stays_in_the_112_byte_class() -> None:
+    """Its booleans are bits of one slot and its peer is derived, yet each behaves as a
+    field of its own."""
+    import sys
+
+    out = _Outbound(
+        user="x1@example.test", user_uri="sip:x1@example.test", contact_uri="sip:c1@EXAMPLE.test"
+    )
+    assert sys.getsizeof(out) <= 112
+    assert out.peer == "example.test" and out.peer is sys.intern("example.test")
+    names = ("active_seen", "unsubscribing", "undelivered")
+    for name in names:
+        assert getattr(out, name) is False
+        setattr(out, name, True)
+        assert [getattr(out, n) for n in names] == [n == name for n in names]
+        setattr(out, name, False)
+    assert out.flags == 0

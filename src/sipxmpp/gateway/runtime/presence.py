@@ -391,14 +391,27 @@ def contact_uri_for(local: Mapping[str, tuple[str, int]]) -> Callable[[str], str
 # ------------------------------------------------------------------------------ records
 
 
+#: ``_Outbound.flags``: an "active" NOTIFY arrived in this authorization, so ``subscribed``
+#: was sent (point 23).
+_ACTIVE_SEEN = 1
+#: The user sent ``unsubscribe``; waiting for the dialog to end (point 26).
+_UNSUBSCRIBING = 2
+#: The latest presence could not be handed to XMPP (link down): resend on link up.
+_UNDELIVERED = 4
+
+
 @dataclass(slots=True, eq=False)
 class _Outbound:
-    """X2S: XMPP user ``user`` watches SIP contact ``contact_uri`` (gateway = subscriber)."""
+    """X2S: XMPP user ``user`` watches SIP contact ``contact_uri`` (gateway = subscriber).
+
+    Ten slots, CPython's 112-byte class, for each of the 50,000 such subscriptions a
+    gateway holds: the contact's SIP domain is derived from ``contact_uri`` (``peer``)
+    and the three booleans are bits of ``flags``.
+    """
 
     user: str  # U's bare JID
     user_uri: str  # U's SIP address of record (From of our SUBSCRIBEs)
     contact_uri: str  # C's address of record (Request-URI / To)
-    peer: str  # C's SIP domain
     #: C's bare JID under the component domain, as U addressed it, when that is not the
     #: JID ``contact_uri`` maps back to; None (the usual case) when it is. The JID is then
     #: mapped again where it is needed (``PresenceService._contact_jid``, a memo hit)
@@ -406,10 +419,6 @@ class _Outbound:
     #: holds.
     odd_jid: str | None = None
     sub_id: str | None = None
-    #: An "active" NOTIFY arrived in this authorization: ``subscribed`` was sent (point 23).
-    active_seen: bool = False
-    #: The user sent ``unsubscribe``; waiting for the dialog to end (point 26).
-    unsubscribing: bool = False
     #: What the user was shown as available (for vanished tuples and endings), as
     #: :func:`_pack_shown` keeps it: usually one resource of ``contact_jid``, interned
     #: (a full JID in a 1-tuple cost ~130 B for each of the 50,000 held); see
@@ -422,8 +431,40 @@ class _Outbound:
     last_state: bytes | None = None
     last_lang: str | None = None
     quick_retries: int = 0
-    #: The latest presence could not be handed to XMPP (link down): resend on link up.
-    undelivered: bool = False
+    #: _ACTIVE_SEEN, _UNSUBSCRIBING, _UNDELIVERED.
+    flags: int = 0
+
+    @property
+    def peer(self) -> str:
+        """C's SIP domain (interned), as the per-peer caps count it."""
+        return _peer_of(self.contact_uri)
+
+    def _set(self, bit: int, on: bool) -> None:
+        self.flags = self.flags | bit if on else self.flags & ~bit
+
+    @property
+    def active_seen(self) -> bool:
+        return bool(self.flags & _ACTIVE_SEEN)
+
+    @active_seen.setter
+    def active_seen(self, on: bool) -> None:
+        self._set(_ACTIVE_SEEN, on)
+
+    @property
+    def unsubscribing(self) -> bool:
+        return bool(self.flags & _UNSUBSCRIBING)
+
+    @unsubscribing.setter
+    def unsubscribing(self, on: bool) -> None:
+        self._set(_UNSUBSCRIBING, on)
+
+    @property
+    def undelivered(self) -> bool:
+        return bool(self.flags & _UNDELIVERED)
+
+    @undelivered.setter
+    def undelivered(self, on: bool) -> None:
+        self._set(_UNDELIVERED, on)
 
 
 @dataclass(slots=True, eq=False)
@@ -1381,7 +1422,6 @@ class PresenceService:
             user=user,
             user_uri=user_uri,
             contact_uri=contact_uri,
-            peer=_peer_of(contact_uri),
             odd_jid=self._odd_jid(contact_uri, contact_jid),
         )
 
@@ -2406,9 +2446,8 @@ class PresenceService:
             user=sys.intern(record.watcher),
             user_uri=sys.intern(user_uri),
             contact_uri=contact_uri,
-            peer=_peer_of(record.presentity),
             odd_jid=None if odd_jid is None else sys.intern(odd_jid),
-            active_seen=bool(extra.get("active_seen")),
+            flags=_ACTIVE_SEEN if extra.get("active_seen") else 0,
             shown=_pack_shown(contact_jid, tuple(_list_of_str(extra.get("shown")))),
             last_state=(deflate_pidf(record.last_state) if record.last_state is not None else None),
             last_lang=_str_or_none(extra.get("lang")),
