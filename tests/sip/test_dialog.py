@@ -387,3 +387,46 @@ def test_property_round_trip_and_requests_parse(
     assert parse_name_addr(parsed.headers.get("To") or "").tag == rtag
     assert len(parsed.headers.get_all("Route")) == len(routes)
     assert isinstance(back.next_hop(), TransportAddress)
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(0, 2**31 - 1),
+    st.none() | st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.integers(0, 2**31 - 1),
+    st.none() | st.integers(0, 2**32 - 1),
+)
+def test_sequence_numbers_and_secure_share_a_slot_as_separate_fields(
+    local: int, remote: int | None, secure: bool, local2: int, remote2: int | None
+) -> None:
+    """local_cseq, remote_cseq and secure are one packed slot (a dialog stays in the
+    112-byte class); each reads back what was set, whatever the others hold."""
+    import sys
+
+    d = Dialog(
+        call_id="c1",
+        local_tag="t1",
+        local_uri="sip:a@example.test",
+        remote_uri="sip:b@example.test",
+        remote_target="sip:b@192.0.2.1",
+        destination=TransportAddress("udp", "192.0.2.1", 5060),
+        local_cseq=local,
+        remote_cseq=remote,
+        secure=secure,
+    )
+    assert sys.getsizeof(d) <= 112
+    assert (d.local_cseq, d.remote_cseq, d.secure) == (local, remote, secure)
+    d.local_cseq = local2
+    assert (d.local_cseq, d.remote_cseq, d.secure) == (local2, remote, secure)
+    d.remote_cseq = remote2
+    assert (d.local_cseq, d.remote_cseq, d.secure) == (local2, remote2, secure)
+    d.secure = not secure
+    assert (d.local_cseq, d.remote_cseq, d.secure) == (local2, remote2, not secure)
+    again = Dialog.from_dict(json.loads(json.dumps(d.to_dict())))
+    assert (again.local_cseq, again.remote_cseq, again.secure) == (local2, remote2, not secure)
+    assert f"local_cseq={local2}, remote_cseq={remote2}, secure={not secure}" in repr(d)
+    with pytest.raises(LocalSipError):
+        d.local_cseq = 2**32
+    with pytest.raises(LocalSipError):
+        d.remote_cseq = -2
