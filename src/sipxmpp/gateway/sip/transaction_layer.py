@@ -895,7 +895,7 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> None:
         completed = self._completed
         for key in self._completed_order.pop_due(now):
-            del completed[key]  # Timer J fired (§17.2.2): "Terminated"
+            completed.pop(key, None)  # Timer J fired (§17.2.2): "Terminated"
         absorbing = self._absorbing
         for key in self._absorbing_order.pop_due(now):
             absorbing.discard(key)  # Timer K fired (§17.1.2.2): "Terminated"
