@@ -103,7 +103,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sipxmpp.gateway.runtime.logs import kv
 from sipxmpp.gateway.settings import PresenceSettings, Settings
@@ -400,6 +400,21 @@ _UNSUBSCRIBING = 2
 _UNDELIVERED = 4
 
 
+class _Bit:
+    """A boolean kept as one bit of its record's ``flags`` slot."""
+
+    __slots__ = ("_bit",)
+
+    def __init__(self, bit: int) -> None:
+        self._bit = bit
+
+    def __get__(self, record: Any, owner: Any = None) -> bool:
+        return bool(record.flags & self._bit)
+
+    def __set__(self, record: Any, on: bool) -> None:
+        record.flags = record.flags | self._bit if on else record.flags & ~self._bit
+
+
 @dataclass(slots=True, eq=False)
 class _Outbound:
     """X2S: XMPP user ``user`` watches SIP contact ``contact_uri`` (gateway = subscriber).
@@ -434,37 +449,14 @@ class _Outbound:
     #: _ACTIVE_SEEN, _UNSUBSCRIBING, _UNDELIVERED.
     flags: int = 0
 
+    active_seen = _Bit(_ACTIVE_SEEN)
+    unsubscribing = _Bit(_UNSUBSCRIBING)
+    undelivered = _Bit(_UNDELIVERED)
+
     @property
     def peer(self) -> str:
         """C's SIP domain (interned), as the per-peer caps count it."""
         return _peer_of(self.contact_uri)
-
-    def _set(self, bit: int, on: bool) -> None:
-        self.flags = self.flags | bit if on else self.flags & ~bit
-
-    @property
-    def active_seen(self) -> bool:
-        return bool(self.flags & _ACTIVE_SEEN)
-
-    @active_seen.setter
-    def active_seen(self, on: bool) -> None:
-        self._set(_ACTIVE_SEEN, on)
-
-    @property
-    def unsubscribing(self) -> bool:
-        return bool(self.flags & _UNSUBSCRIBING)
-
-    @unsubscribing.setter
-    def unsubscribing(self, on: bool) -> None:
-        self._set(_UNSUBSCRIBING, on)
-
-    @property
-    def undelivered(self) -> bool:
-        return bool(self.flags & _UNDELIVERED)
-
-    @undelivered.setter
-    def undelivered(self, on: bool) -> None:
-        self._set(_UNDELIVERED, on)
 
 
 @dataclass(slots=True, eq=False)
@@ -541,6 +533,18 @@ class _Poll:
 #: A service deadline: (when, sequence number, kind, key). Tuples compare in C; the unique
 #: sequence number settles ties before kind and key are ever compared.
 _Deadline = tuple[float, int, str, Any]
+
+
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: _V, limit: int) -> _V:
+    """Put ``value`` in a bounded cache under ``key``, dropping the oldest entry when the
+    cache holds ``limit`` already; return ``value``."""
+    if len(cache) >= limit:
+        del cache[next(iter(cache))]
+    cache[key] = value
+    return value
 
 
 def _bare(jid: str) -> str:
@@ -1194,10 +1198,7 @@ class PresenceService:
         except (MappingError, PidfError) as exc:
             log.warning("presence.pidf.unbuildable", extra=kv(user=user, error=str(exc)))
             return None, None
-        if len(cache) >= PIDF_CACHE_SIZE:
-            del cache[next(iter(cache))]
-        cache[key] = built
-        return built
+        return _remember(cache, key, built, PIDF_CACHE_SIZE)
 
     def _intern(self, presence: XmppPresence, user: str) -> XmppPresence:
         """``presence`` as a view keeps it: addressed to the user itself, without stanza id,
@@ -1221,11 +1222,11 @@ class PresenceService:
             # One tuple per distinct set of statuses (most users' are a few common
             # texts), not one per presence kept.
             shared = self._statuses.get(statuses)
-            if shared is None:
-                if len(self._statuses) >= PRESENCE_CACHE_SIZE:
-                    del self._statuses[next(iter(self._statuses))]
-                shared = self._statuses[statuses] = statuses
-            statuses = shared
+            statuses = (
+                _remember(self._statuses, statuses, statuses, PRESENCE_CACHE_SIZE)
+                if shared is None
+                else shared
+            )
         normal = XmppPresence(
             from_jid=presence.from_jid,
             to_jid=user,
@@ -1235,10 +1236,7 @@ class PresenceService:
             priority=presence.priority,
             lang=presence.lang,
         )
-        if len(cache) >= PRESENCE_CACHE_SIZE:
-            del cache[next(iter(cache))]
-        cache[key] = normal
-        return normal
+        return _remember(cache, key, normal, PRESENCE_CACHE_SIZE)
 
     def _notify_current(
         self,
@@ -2007,10 +2005,7 @@ class PresenceService:
         key = (_bare(presence.from_jid), presence.to_jid)
         route = self._routes.get(key)
         if route is None:
-            route = self._route(*key)
-            if len(self._routes) >= ROUTE_CACHE_SIZE:
-                del self._routes[next(iter(self._routes))]
-            self._routes[key] = route
+            route = _remember(self._routes, key, self._route(*key), ROUTE_CACHE_SIZE)
         if isinstance(route, StanzaError):
             raise StanzaErrorException(route)
         if not route:
