@@ -123,13 +123,18 @@ def _namespace_of(tag: str) -> str:
     return tag[1 : tag.index("}")] if tag.startswith("{") else ""
 
 
+def _in_language(element: ET.Element, lang: str | None) -> bool:
+    """RFC 6121 §5.2.3: ``element`` is in the stanza's language ``lang``, or has none."""
+    element_lang = element.get(XML_LANG)
+    return element_lang is None or element_lang == lang
+
+
 def _choose(elements: Sequence[ET.Element], lang: str | None) -> ET.Element | None:
     """RFC 6121 §5.2.3: the element in the stanza's language (or with none), else the first."""
     if not elements:
         return None
     for element in elements:
-        element_lang = element.get(XML_LANG)
-        if element_lang is None or element_lang == lang:
+        if _in_language(element, lang):
             return element
     return elements[0]
 
@@ -208,9 +213,8 @@ def message_from_element(xml: ET.Element, *, default_to: str) -> XmppMessage:
     for child in xml:
         tag = child.tag
         if tag == body_tag:
-            if not body_in_lang:
-                child_lang = child.get(XML_LANG)
-                if child_lang is None or child_lang == stanza_lang:
+            if not body_in_lang:  # as _choose() would choose among all bodies
+                if _in_language(child, stanza_lang):
                     body_el, body_in_lang = child, True
                 elif body_el is None:
                     body_el = child
