@@ -200,11 +200,36 @@ def workdir_ports(workdir: Path) -> Ports:
     )
 
 
-def last_xmpp_sip_tag(workdir: Path) -> str:
-    tags = [p.name[: -len(".uas.log")] for p in workdir.glob("x*.uas.log")]
+def last_step_tag(workdir: Path, direction: str) -> str:
+    """The last step of ``direction``: XMPP -> SIP steps keep a UAS log, SIP -> XMPP steps a
+    receiver latency file."""
+    prefix, suffix = ("x", ".uas.log") if direction == "xmpp-sip" else ("s", ".latency.txt")
+    tags = [p.name[: -len(suffix)] for p in workdir.glob(f"{prefix}*{suffix}")]
     if not tags:
-        raise SystemExit(f"{workdir}: no XMPP -> SIP step (x*.uas.log)")
-    return max(tags, key=lambda t: int(re.match(r"x([0-9]+)", t).group(1)))  # type: ignore[union-attr]
+        raise SystemExit(f"{workdir}: no {direction} step ({prefix}*{suffix})")
+    return max(tags, key=lambda t: int(re.match(r"[a-z]([0-9]+)", t).group(1)))  # type: ignore[union-attr]
+
+
+def receiver_times(path: Path) -> dict[int, tuple[float, float]]:
+    """Sequence number -> (SIPp's send time in the body, XMPP receiver's read time), from the
+    receiver's ``<step>.latency.txt`` (``seq sent received``, first copy only)."""
+    out: dict[int, tuple[float, float]] = {}
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            out.setdefault(int(fields[0]), (float(fields[1]), float(fields[2])))
+    return out
+
+
+def body_times(stream: ByteStream, tag: str) -> dict[int, float]:
+    """Sequence number -> capture time of the segment completing the message stanza whose
+    body carries ``n <seq> r <tag>`` (SIP -> XMPP stanzas: the gateway picks the id)."""
+    out: dict[int, float] = {}
+    for m in re.finditer(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b", stream.data):
+        end = stream.data.find(MESSAGE_END, m.end())
+        if end >= 0:
+            out.setdefault(int(m.group(1)), stream.time_at(end + len(MESSAGE_END) - 1))
+    return out
 
 
 def uas_times(path: Path, tag: str) -> dict[int, tuple[float, float]]:
@@ -257,19 +282,15 @@ def ack_delays(packets: Sequence[Packet], ports: Ports) -> tuple[list[float], in
     return delays, released
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workdir", type=Path, help="a working directory kept by --keep")
-    parser.add_argument("--pcap", type=Path, required=True, help="capture of the run (--tcpdump)")
-    parser.add_argument("--tag", help="the step's tag (default: the last XMPP -> SIP step)")
-    parser.add_argument("--threshold", type=float, default=5.0, help="slow message, ms")
-    args = parser.parse_args(argv)
-    ports = workdir_ports(args.workdir)
-    tag = args.tag or last_xmpp_sip_tag(args.workdir)
-    rows = uas_times(args.workdir / f"{tag}.uas.log", tag)
+#: Per message: end to end (send, receive) times, and per leg its ms, in path order.
+Split = tuple[dict[int, tuple[float, float]], dict[str, list[float]], dict[int, tuple[float, ...]]]
+
+
+def split_xmpp_sip(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: str) -> Split:
+    """XMPP sender -> Prosody -> gateway -> SIPp UAS."""
+    rows = uas_times(workdir / f"{tag}.uas.log", tag)
     if not rows:
         raise SystemExit(f"no message of step {tag} in its UAS log")
-    packets = list(read_pcap(args.pcap))
     streams: dict[tuple[int, int], ByteStream] = {}
     datagrams: dict[int, float] = {}
     body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
@@ -289,20 +310,75 @@ def main(argv: Sequence[str] | None = None) -> int:
             to_prosody.update(stanza_times(stream, tag))
         elif sport == ports.component:
             to_gateway.update(stanza_times(stream, tag))
-
     legs: dict[str, list[float]] = {"sender": [], "prosody": [], "gateway": [], "sipp": []}
-    split: dict[int, tuple[float, float, float, float]] = {}
+    split: dict[int, tuple[float, ...]] = {}
     for seq, (tx, rx) in rows.items():
         if seq in to_prosody and seq in to_gateway and seq in datagrams:
-            parts = (
+            split[seq] = (
                 (to_prosody[seq] - tx) * 1e3,
                 (to_gateway[seq] - to_prosody[seq]) * 1e3,
                 (datagrams[seq] - to_gateway[seq]) * 1e3,
                 (rx - datagrams[seq]) * 1e3,
             )
-            split[seq] = parts
-            for name, value in zip(legs, parts, strict=True):
-                legs[name].append(value)
+    return rows, legs, split
+
+
+def split_sip_xmpp(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: str) -> Split:
+    """SIPp UAC -> gateway -> Prosody -> XMPP receiver."""
+    rows = receiver_times(workdir / f"{tag}.latency.txt")
+    if not rows:
+        raise SystemExit(f"no message of step {tag} in its latency file")
+    streams: dict[tuple[int, int], ByteStream] = {}
+    datagrams: dict[int, float] = {}
+    body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
+    for p in packets:
+        if p.proto == IPPROTO_TCP and (p.dport == ports.component or p.sport == ports.c2s):
+            streams.setdefault((p.sport, p.dport), ByteStream()).add(p.time, p.seq, p.payload)
+        elif p.proto == IPPROTO_UDP and p.dport == ports.sip:
+            if p.payload.startswith(b"MESSAGE ") and (m := body.search(p.payload)):
+                datagrams.setdefault(int(m.group(1)), p.time)
+    to_prosody: dict[int, float] = {}
+    to_receiver: dict[int, float] = {}
+    for (sport, dport), stream in streams.items():
+        stream.assemble()
+        if dport == ports.component:
+            to_prosody.update(body_times(stream, tag))
+        elif sport == ports.c2s:
+            to_receiver.update(body_times(stream, tag))
+    legs: dict[str, list[float]] = {"sipp": [], "gateway": [], "prosody": [], "receiver": []}
+    split: dict[int, tuple[float, ...]] = {}
+    for seq, (tx, rx) in rows.items():
+        if seq in datagrams and seq in to_prosody and seq in to_receiver:
+            split[seq] = (
+                (datagrams[seq] - tx) * 1e3,
+                (to_prosody[seq] - datagrams[seq]) * 1e3,
+                (to_receiver[seq] - to_prosody[seq]) * 1e3,
+                (rx - to_receiver[seq]) * 1e3,
+            )
+    return rows, legs, split
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workdir", type=Path, help="a working directory kept by --keep")
+    parser.add_argument("--pcap", type=Path, required=True, help="capture of the run (--tcpdump)")
+    parser.add_argument(
+        "--direction",
+        choices=("xmpp-sip", "sip-xmpp"),
+        default="xmpp-sip",
+        help="which direction's step to split (default: xmpp-sip)",
+    )
+    parser.add_argument("--tag", help="the step's tag (default: the direction's last step)")
+    parser.add_argument("--threshold", type=float, default=5.0, help="slow message, ms")
+    args = parser.parse_args(argv)
+    ports = workdir_ports(args.workdir)
+    tag = args.tag or last_step_tag(args.workdir, args.direction)
+    packets = list(read_pcap(args.pcap))
+    splitter = split_xmpp_sip if args.direction == "xmpp-sip" else split_sip_xmpp
+    rows, legs, split = splitter(args.workdir, packets, ports, tag)
+    for parts in split.values():
+        for name, value in zip(legs, parts, strict=True):
+            legs[name].append(value)
     total = [(rx - tx) * 1e3 for tx, rx in rows.values()]
     print(f"step {tag}: {len(rows)} messages, {len(split)} found on every leg")
     print(f"  {'end to end':<10} {percentiles(total)}")
@@ -334,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = ""
         if worst in split:
             parts = split[worst]
-            leg = max(range(4), key=lambda i: parts[i])
+            leg = max(range(len(parts)), key=lambda i: parts[i])
             where = f"  most in {list(legs)[leg]} ({' / '.join(f'{x:.1f}' for x in parts)} ms)"
         print(
             f"  t+{tx - t0:7.3f} s  {len(episode):4d} msgs  worst #{worst} "

@@ -15,7 +15,9 @@ both enforced), each body carrying its send time, sequence number and a step tag
 and counts the stanza errors that come back. ``receive`` counts incoming ``<message/>``
 stanzas whose body has that shape and the expected tag, and computes the delivery latency
 (receive time minus the send time in the body; both wall clock on the same machine). SIPp
-writes the same body shape for the SIP -> XMPP direction (``benchmarks/sipp/pager_uac.xml``).
+writes the same fields for the SIP -> XMPP direction (``benchmarks/sipp/pager_uac.xml``), its
+send time as its ``[timestamp]`` keyword prints it: ``<date> <time> <seconds>.<microseconds>``
+separated by tabs.
 
 Each process prints ``READY`` on stdout once logged in (the receiver after its presence is
 known to the server) and writes a JSON summary to ``--out`` when done.
@@ -60,8 +62,11 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_SESSION = "urn:ietf:params:xml:ns:xmpp-session"
 
-#: The body the benchmark writes (and SIPp writes: its doubles print as "123.000000").
-BODY_RE = re.compile(rb"ts ([0-9.]+) ([0-9.]*) n ([0-9]+) r ([A-Za-z0-9]+)")
+#: The body the benchmark writes, and the one SIPp writes (its ``[timestamp]``: local date and
+#: time, then the Unix time with microseconds, tab-separated; the date and time are skipped).
+BODY_RE = re.compile(
+    rb"ts (?:[0-9]{4}-[0-9]{2}-[0-9]{2}\s[0-9:.]+\s)?([0-9.]+) ?([0-9.]*) n ([0-9]+) r ([A-Za-z0-9]+)"
+)
 
 MESSAGE_END = b"</message>"
 
