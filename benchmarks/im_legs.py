@@ -1,16 +1,17 @@
-"""Where the time of XMPP -> SIP pager messages goes: one step of ``im_throughput.py``, split
-per leg from a packet capture of its loopback traffic.
+"""Where the time of pager messages goes: one step of ``im_throughput.py``, split per leg
+from a packet capture of its loopback traffic.
 
 Run the benchmark with ``--keep --tcpdump FILE`` (it captures only the run's own ports),
 then::
 
-    .venv/bin/python benchmarks/im_legs.py --pcap FILE WORKDIR [--tag x2x1234] [--threshold 5]
+    .venv/bin/python benchmarks/im_legs.py --pcap FILE WORKDIR [--direction sip-xmpp]
+        [--tag x2x1234] [--threshold 5]
 
-For every message of the step (the last XMPP -> SIP step unless ``--tag``) it takes four
-instants: the sender's timestamp in the body, the capture time of the c2s segment that
-completes the stanza (sender -> Prosody), of the component-link segment that completes it
-(Prosody -> gateway), of the SIP MESSAGE datagram (gateway -> SIPp UAS), and the UAS's own
-receive timestamp. It prints per leg p50/p99/max:
+XMPP -> SIP (the default): for every message of the step (the direction's last step unless
+``--tag``) it takes four instants: the sender's timestamp in the body, the capture time of
+the c2s segment that completes the stanza (sender -> Prosody), of the component-link segment
+that completes it (Prosody -> gateway), of the SIP MESSAGE datagram (gateway -> SIPp UAS),
+and the UAS's own receive timestamp. It prints per leg p50/p99/max:
 
 * ``sender``: the load process between its timestamp and the write (its own scheduling);
 * ``prosody``: Prosody reading, routing and writing (including any time its write is held
@@ -18,9 +19,15 @@ receive timestamp. It prints per leg p50/p99/max:
 * ``gateway``: the gateway, from the segment to the MESSAGE datagram;
 * ``sipp``: the UAS until it timestamps the request.
 
-Then the component link (RFC 793 ACK timing on loopback): how long the gateway took to ACK
-each data segment of Prosody's, and how many of Prosody's segments left right after such an
-ACK following a hold of more than :data:`NAGLE_HOLD_MS` (Nagle's algorithm waiting for the
+SIP -> XMPP (``--direction sip-xmpp``): the SIPp UAC's timestamp in the body, the capture time
+of its MESSAGE datagram, of the component-link segment that completes the stanza (gateway ->
+Prosody), of the c2s segment that completes it (Prosody -> receiver), and the receiver's read
+time; the legs are ``sipp`` (SIPp building and sending it), ``gateway``, ``prosody`` and
+``receiver``.
+
+Then, for XMPP -> SIP, the component link (RFC 793 ACK timing on loopback): how long the
+gateway took to ACK each data segment of Prosody's, and how many of Prosody's segments left
+right after such an ACK following a hold of more than :data:`NAGLE_HOLD_MS` (Nagle's algorithm waiting for the
 ACK, RFC 896). A delayed ACK shows as an ACK delay of about Linux's TCP_DELACK_MIN (40 ms).
 Last, the episodes: runs of messages above ``--threshold`` ms, with the leg that took most of
 the worst one's time.
@@ -34,10 +41,11 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import re
 import struct
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -286,41 +294,62 @@ def ack_delays(packets: Sequence[Packet], ports: Ports) -> tuple[list[float], in
 Split = tuple[dict[int, tuple[float, float]], dict[str, list[float]], dict[int, tuple[float, ...]]]
 
 
+def tcp_times(
+    packets: Sequence[Packet],
+    keep: Callable[[Packet], bool],
+    times: Callable[[ByteStream], dict[int, float]],
+) -> dict[int, float]:
+    """Sequence number -> capture time, over the TCP streams of the segments ``keep`` takes."""
+    streams: dict[tuple[int, int], ByteStream] = {}
+    for p in packets:
+        if p.proto == IPPROTO_TCP and keep(p):
+            streams.setdefault((p.sport, p.dport), ByteStream()).add(p.time, p.seq, p.payload)
+    out: dict[int, float] = {}
+    for stream in streams.values():
+        stream.assemble()
+        out.update(times(stream))
+    return out
+
+
+def message_datagram_times(
+    packets: Sequence[Packet], keep: Callable[[Packet], bool], tag: str
+) -> dict[int, float]:
+    """Sequence number -> capture time of the first MESSAGE datagram ``keep`` takes."""
+    body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
+    out: dict[int, float] = {}
+    for p in packets:
+        if p.proto == IPPROTO_UDP and keep(p) and p.payload.startswith(b"MESSAGE "):
+            if m := body.search(p.payload):
+                out.setdefault(int(m.group(1)), p.time)
+    return out
+
+
+def split_legs(
+    rows: dict[int, tuple[float, float]], names: Sequence[str], points: Sequence[dict[int, float]]
+) -> Split:
+    """Each message's legs: from its send time through ``points`` (in path order) to its
+    receive time, for the messages seen at every point."""
+    split: dict[int, tuple[float, ...]] = {}
+    for seq, (tx, rx) in rows.items():
+        if all(seq in point for point in points):
+            instants = (tx, *(point[seq] for point in points), rx)
+            split[seq] = tuple((b - a) * 1e3 for a, b in itertools.pairwise(instants))
+    return rows, {name: [] for name in names}, split
+
+
 def split_xmpp_sip(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: str) -> Split:
     """XMPP sender -> Prosody -> gateway -> SIPp UAS."""
     rows = uas_times(workdir / f"{tag}.uas.log", tag)
     if not rows:
         raise SystemExit(f"no message of step {tag} in its UAS log")
-    streams: dict[tuple[int, int], ByteStream] = {}
-    datagrams: dict[int, float] = {}
-    body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
-    for p in packets:
-        if p.proto == IPPROTO_TCP and ports.c2s in (p.sport, p.dport):
-            streams.setdefault((p.sport, p.dport), ByteStream()).add(p.time, p.seq, p.payload)
-        elif p.proto == IPPROTO_TCP and p.sport == ports.component:
-            streams.setdefault((p.sport, p.dport), ByteStream()).add(p.time, p.seq, p.payload)
-        elif p.proto == IPPROTO_UDP and (p.sport, p.dport) == (ports.sip, ports.uas):
-            if p.payload.startswith(b"MESSAGE ") and (m := body.search(p.payload)):
-                datagrams.setdefault(int(m.group(1)), p.time)
-    to_prosody: dict[int, float] = {}
-    to_gateway: dict[int, float] = {}
-    for (sport, dport), stream in streams.items():
-        stream.assemble()
-        if dport == ports.c2s:
-            to_prosody.update(stanza_times(stream, tag))
-        elif sport == ports.component:
-            to_gateway.update(stanza_times(stream, tag))
-    legs: dict[str, list[float]] = {"sender": [], "prosody": [], "gateway": [], "sipp": []}
-    split: dict[int, tuple[float, ...]] = {}
-    for seq, (tx, rx) in rows.items():
-        if seq in to_prosody and seq in to_gateway and seq in datagrams:
-            split[seq] = (
-                (to_prosody[seq] - tx) * 1e3,
-                (to_gateway[seq] - to_prosody[seq]) * 1e3,
-                (datagrams[seq] - to_gateway[seq]) * 1e3,
-                (rx - datagrams[seq]) * 1e3,
-            )
-    return rows, legs, split
+    points = [
+        tcp_times(packets, lambda p: p.dport == ports.c2s, lambda s: stanza_times(s, tag)),
+        tcp_times(packets, lambda p: p.sport == ports.component, lambda s: stanza_times(s, tag)),
+        message_datagram_times(
+            packets, lambda p: (p.sport, p.dport) == (ports.sip, ports.uas), tag
+        ),
+    ]
+    return split_legs(rows, ("sender", "prosody", "gateway", "sipp"), points)
 
 
 def split_sip_xmpp(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: str) -> Split:
@@ -328,34 +357,12 @@ def split_sip_xmpp(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: 
     rows = receiver_times(workdir / f"{tag}.latency.txt")
     if not rows:
         raise SystemExit(f"no message of step {tag} in its latency file")
-    streams: dict[tuple[int, int], ByteStream] = {}
-    datagrams: dict[int, float] = {}
-    body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
-    for p in packets:
-        if p.proto == IPPROTO_TCP and (p.dport == ports.component or p.sport == ports.c2s):
-            streams.setdefault((p.sport, p.dport), ByteStream()).add(p.time, p.seq, p.payload)
-        elif p.proto == IPPROTO_UDP and p.dport == ports.sip:
-            if p.payload.startswith(b"MESSAGE ") and (m := body.search(p.payload)):
-                datagrams.setdefault(int(m.group(1)), p.time)
-    to_prosody: dict[int, float] = {}
-    to_receiver: dict[int, float] = {}
-    for (sport, dport), stream in streams.items():
-        stream.assemble()
-        if dport == ports.component:
-            to_prosody.update(body_times(stream, tag))
-        elif sport == ports.c2s:
-            to_receiver.update(body_times(stream, tag))
-    legs: dict[str, list[float]] = {"sipp": [], "gateway": [], "prosody": [], "receiver": []}
-    split: dict[int, tuple[float, ...]] = {}
-    for seq, (tx, rx) in rows.items():
-        if seq in datagrams and seq in to_prosody and seq in to_receiver:
-            split[seq] = (
-                (datagrams[seq] - tx) * 1e3,
-                (to_prosody[seq] - datagrams[seq]) * 1e3,
-                (to_receiver[seq] - to_prosody[seq]) * 1e3,
-                (rx - to_receiver[seq]) * 1e3,
-            )
-    return rows, legs, split
+    points = [
+        message_datagram_times(packets, lambda p: p.dport == ports.sip, tag),
+        tcp_times(packets, lambda p: p.dport == ports.component, lambda s: body_times(s, tag)),
+        tcp_times(packets, lambda p: p.sport == ports.c2s, lambda s: body_times(s, tag)),
+    ]
+    return split_legs(rows, ("sipp", "gateway", "prosody", "receiver"), points)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -385,13 +392,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, values in legs.items():
         print(f"  {name:<10} {percentiles(values)}")
 
-    delays, released = ack_delays(packets, ports)
-    slow_acks = sum(d >= DELAYED_ACK_MS for d in delays)
-    print(
-        f"component link: {len(delays)} Prosody segments; gateway ACK delay {percentiles(delays)};"
-        f" >= {DELAYED_ACK_MS:g} ms (delayed-ACK timer): {slow_acks};"
-        f" released by our ACK after a Nagle hold > {NAGLE_HOLD_MS:g} ms: {released}"
-    )
+    if args.direction == "xmpp-sip":
+        delays, released = ack_delays(packets, ports)
+        slow_acks = sum(d >= DELAYED_ACK_MS for d in delays)
+        print(
+            f"component link: {len(delays)} Prosody segments; gateway ACK delay {percentiles(delays)};"
+            f" >= {DELAYED_ACK_MS:g} ms (delayed-ACK timer): {slow_acks};"
+            f" released by our ACK after a Nagle hold > {NAGLE_HOLD_MS:g} ms: {released}"
+        )
 
     t0 = min(tx for tx, _ in rows.values())
     slow = sorted((tx, seq) for seq, (tx, rx) in rows.items() if (rx - tx) * 1e3 > args.threshold)
