@@ -9,6 +9,7 @@ import socket
 import pytest
 from transport_fake_core import FakeCore, answer_ok, ok, options, until
 
+from sipxmpp.gateway.runtime.mallocpolicy import MMAP_THRESHOLD
 from sipxmpp.gateway.sip.address import TransportAddress
 from sipxmpp.gateway.transport import (
     ListenAddress,
@@ -16,7 +17,7 @@ from sipxmpp.gateway.transport import (
     TransportConfig,
     TransportLimits,
 )
-from sipxmpp.gateway.transport.sip_stream import PING
+from sipxmpp.gateway.transport.sip_stream import PING, STREAM_READ_BYTES
 
 TCP_ONLY = TransportConfig(udp=None, tcp=ListenAddress())
 
@@ -155,6 +156,23 @@ async def test_inbound_socket_has_nodelay() -> None:
         assert conn._transport is not None
         sock = conn._transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        writer.close()
+
+
+async def test_reads_stay_below_the_mmap_threshold() -> None:
+    # asyncio's default read size (256 KiB) would make every read its own mapping
+    # (runtime/mallocpolicy.py); a write larger than one read arrives whole, in order.
+    core = FakeCore()
+    async with SipTransportManager(TCP_ONLY, lambda b: core) as manager:
+        _, writer = await connect(manager.local_addresses["tcp"][1])
+        payload = options("big") + b"x" * 200_000
+        writer.write(payload)
+        await until(lambda: sum(len(c) for c, _ in core.stream_chunks) >= len(payload))
+        assert b"".join(c for c, _ in core.stream_chunks) == payload
+        assert max(len(c) for c, _ in core.stream_chunks) <= STREAM_READ_BYTES < MMAP_THRESHOLD
+        conn = manager._conns[core.stream_chunks[0][1].connection or 0]
+        assert conn._transport is not None
+        assert conn._transport.max_size == STREAM_READ_BYTES  # type: ignore[attr-defined]
         writer.close()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from transport_fake_core import FakeCore, answer_ok, options, until
 
+from sipxmpp.gateway.runtime.mallocpolicy import MMAP_THRESHOLD
 from sipxmpp.gateway.sip.address import TransportAddress
 from sipxmpp.gateway.transport import (
     ListenAddress,
@@ -18,6 +19,7 @@ from sipxmpp.gateway.transport import (
     TransportLimits,
 )
 from sipxmpp.gateway.transport.config import UDP_SOCKET_BUFFER
+from sipxmpp.gateway.transport.sip_udp import MAX_DATAGRAM_BYTES
 
 UDP_ONLY = TransportConfig(udp=ListenAddress(), tcp=None)
 
@@ -126,6 +128,22 @@ async def test_udp_socket_buffers_are_enlarged() -> None:
         # Linux doubles the value and clamps it to rmem_max (for unprivileged processes).
         expected = min(UDP_SOCKET_BUFFER, _rmem_max() or UDP_SOCKET_BUFFER)
         assert rcv >= expected
+
+
+async def test_udp_reads_fit_the_largest_datagram_below_the_mmap_threshold() -> None:
+    # asyncio's default read size (256 KiB) would make every read its own mapping
+    # (runtime/mallocpolicy.py); the largest IPv4 UDP payload still arrives whole.
+    core = FakeCore()
+    async with SipTransportManager(UDP_ONLY, lambda b: core) as manager:
+        assert manager._udp is not None and manager._udp.transport is not None
+        assert manager._udp.transport.max_size == MAX_DATAGRAM_BYTES  # type: ignore[attr-defined]
+        assert MAX_DATAGRAM_BYTES < MMAP_THRESHOLD
+        peer, _ = await udp_peer()
+        big = options("big") + b"x" * (65_507 - len(options("big")))
+        peer.transport.sendto(big, manager.local_addresses["udp"])
+        await until(lambda: core.datagrams)
+        assert core.datagrams[0][0] == big
+        peer.transport.close()
 
 
 async def test_udp_send_queue_is_bounded() -> None:

@@ -36,7 +36,15 @@ from typing import Any, Literal, Protocol, cast
 
 from sipxmpp.gateway.sip.address import TransportAddress
 
-__all__ = ["StreamOwner", "StreamPolicy", "SipStreamConnection", "ConnectionState", "PING", "PONG"]
+__all__ = [
+    "STREAM_READ_BYTES",
+    "StreamOwner",
+    "StreamPolicy",
+    "SipStreamConnection",
+    "ConnectionState",
+    "PING",
+    "PONG",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,13 @@ PONG = b"\r\n"
 #: RFC 5626 §4.4.1: each keep-alive interval is drawn between 80% and 100% of the nominal one,
 #: so that many flows started together do not ping in lockstep.
 KEEPALIVE_JITTER_MIN = 0.8
+
+#: Bytes read per readiness event on a plain TCP connection (SIP or MSRP). asyncio's default
+#: of 256 KiB is above glibc's mmap threshold (``runtime/mallocpolicy.py``, 128 KiB), so every
+#: read would ``mmap`` a fresh buffer, ``mremap`` it to the bytes read and ``munmap`` it when
+#: done: three system calls per read. 64 KiB is still dozens of SIP messages or MSRP chunks
+#: (RFC 4975 §7.1.1 suggests 2 KB chunks) per system call.
+STREAM_READ_BYTES = 64 * 1024
 
 #: asyncio may run a ``call_at`` callback up to its clock resolution early; due times within
 #: this slack count as reached, so a timer never re-arms itself for the same instant.
@@ -171,6 +186,10 @@ class SipStreamConnection(asyncio.Protocol):
             tr.abort()
             return
         self._transport = tr
+        # asyncio's plain TCP transport reads ``max_size`` bytes per readiness event (256
+        # KiB by default); TLS transports have no such attribute and are left alone.
+        if isinstance(getattr(tr, "max_size", None), int):
+            tr.max_size = STREAM_READ_BYTES  # type: ignore[attr-defined]
         sock = tr.get_extra_info("socket")
         if sock is not None:
             try:

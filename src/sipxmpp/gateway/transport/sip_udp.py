@@ -44,8 +44,11 @@ log = logging.getLogger(__name__)
 #: and holds at most 16 MiB (256 * 64 KiB; in practice 256 * ~500 bytes).
 MAX_DATAGRAMS_PER_READ = 256
 
-#: Read size for the extra datagrams of a batch: the largest UDP payload (65,507 bytes
-#: over IPv4, 65,527 over IPv6) fits, so no datagram is ever truncated.
+#: Read size for every datagram (asyncio's first read of a batch too, see
+#: :meth:`SipDatagramProtocol.connection_made`): the largest UDP payload (65,507 bytes over
+#: IPv4, 65,527 over IPv6) fits, so no datagram is ever truncated. It is also below glibc's
+#: mmap threshold (``runtime/mallocpolicy.py``, 128 KiB), so the read buffer comes from the
+#: heap; asyncio's own 256 KiB made every read an ``mmap``, ``mremap`` and ``munmap``.
 MAX_DATAGRAM_BYTES = 65536
 
 #: Source addresses whose :class:`TransportAddress` is kept for reuse; a gateway talks to a
@@ -100,6 +103,10 @@ class SipDatagramProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # asyncio's selector datagram transport does not subclass DatagramTransport in 3.11.
         self.transport = cast(asyncio.DatagramTransport, transport)
+        # It reads ``max_size`` bytes per datagram (256 KiB by default); a transport
+        # without the attribute is left alone.
+        if isinstance(getattr(transport, "max_size", None), int):
+            transport.max_size = MAX_DATAGRAM_BYTES  # type: ignore[attr-defined]
 
     def _source(self, addr: tuple[str | int, ...]) -> TransportAddress:
         source = self._sources.get(addr)
