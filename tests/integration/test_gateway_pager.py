@@ -197,6 +197,39 @@ async def test_sip_message_reaches_xmpp_user_with_rfc7572_fields(
     assert msg["lang"] == "de"
 
 
+async def test_stanza_is_written_before_the_202(
+    gateway: Gateway, proxy: UdpPeer, bob: XmppTestClient
+) -> None:
+    # The 202 vouches for a stanza already handed to the XMPP server's connection, and the
+    # stanza does not wait behind the answer (runtime/app.py, Gateway._drain_sip).
+    order: list[str] = []
+    component = gateway.xmpp._xmpp
+    assert component is not None and component.transport is not None
+    write = component.transport.write
+    udp = gateway.transport._udp
+    assert udp is not None
+    send = udp.send
+
+    def recording_write(data: bytes) -> None:
+        order.append("stanza" if b"<message" in data else "other xmpp")
+        write(data)
+
+    def recording_send(data: bytes, addr: tuple[str, int]) -> bool:
+        order.append(data.split(b"\r\n", 1)[0].decode())
+        return send(data, addr)
+
+    component.transport.write = recording_write  # type: ignore[method-assign]
+    udp.send = recording_send  # type: ignore[method-assign]
+    try:
+        req, _ = message_request(proxy.port, text="in order")
+        proxy.send(req, sip_port(gateway))
+        assert status(await proxy.recv()) == 202
+        await bob.wait_message(lambda m: m["body"] == "in order")
+    finally:
+        del component.transport.write, udp.send
+    assert order == ["stanza", "SIP/2.0 202 Accepted"]
+
+
 async def test_non_ascii_local_part_both_ways(
     gateway: Gateway, proxy: UdpPeer, bob: XmppTestClient
 ) -> None:

@@ -195,6 +195,11 @@ class Gateway:
         handle = self.sip_dispatch.handle
         while (event := endpoint.next_event()) is not None:
             handle(event)
+        # The stanzas these events became are written before the transport sends what the
+        # core queued meanwhile: a MESSAGE's 2xx (RFC 3428 §7, our 202 "accepted") then leaves
+        # once its stanza is with the XMPP server's connection, and the stanza does not
+        # wait behind the answers (nor behind the SIP peer they wake).
+        self.xmpp.flush()
 
     async def _next_hop(self, uri: str) -> TransportAddress:
         target = self.settings.sip.outbound_proxy or uri

@@ -51,8 +51,10 @@ rather than growing memory.
 Writes are coalesced: the stanzas sent while the event loop runs one batch of work (e.g. the
 MESSAGEs of one burst of SIP datagrams) are joined and written with one ``transport.write``
 at the next loop iteration (``call_soon``), in order, instead of one system call each. The
-delay is that of one loop iteration. Stanzas queued for a connection that has gone by the
-time of the flush are dropped, as bytes in that connection's own buffer would be.
+delay is that of one loop iteration; :meth:`XmppEdge.flush` writes at once, and the runtime
+calls it after each batch of SIP events, so the stanzas leave before the SIP answers to
+the requests they came from. Stanzas queued for a connection that has gone by the time of
+the flush are dropped, as bytes in that connection's own buffer would be.
 """
 
 from __future__ import annotations
@@ -414,6 +416,11 @@ class XmppEdge:
             ),
             error=error,
         )
+
+    def flush(self) -> None:
+        """Write the stanzas queued so far now, not at the next loop iteration."""
+        if self._out:
+            self._flush()
 
     def _flush(self) -> None:
         """Write the coalesced stanzas (see the module docstring)."""
