@@ -131,6 +131,10 @@ class RawXmppClient:
             data = self.sock.recv(RECV_CHUNK)
             if not data:
                 raise LoadError("connection closed during login")
+            # Login answers are ACKed at once too: the server's last one (the ping result)
+            # left unACKed would hold its first message to us behind Nagle's algorithm until
+            # our delayed-ACK timer fired, ~40 ms after login.
+            quickack(self.sock)
             self.buf += data
 
     def login(self, resource: str) -> None:
