@@ -196,9 +196,9 @@ class Gateway:
         while (event := endpoint.next_event()) is not None:
             handle(event)
         # The stanzas these events became are written before the transport sends what the
-        # core queued meanwhile: a MESSAGE's 2xx (RFC 3428 §7, our 202 "accepted") then leaves
-        # once its stanza is with the XMPP server's connection, and the stanza does not
-        # wait behind the answers (nor behind the SIP peer they wake).
+        # core queued meanwhile: a MESSAGE's 2xx (RFC 3428 §7: 202 from a gateway) then
+        # leaves once its stanza is handed to the XMPP server's connection, as the README
+        # says, and the stanza does not wait behind the answers (nor the SIP peer they wake).
         self.xmpp.flush()
 
     async def _next_hop(self, uri: str) -> TransportAddress:
