@@ -73,7 +73,11 @@ DELAYED_ACK_MS = 30.0
 EPISODE_GAP_S = 0.05
 
 MESSAGE_END = b"</message>"
-UAS_LINE = re.compile(r"^rx ts ([0-9]+) ([0-9]+) n ([0-9]+) r ([A-Za-z0-9]+) ([0-9.]+) ([0-9.]*)$")
+#: The UAS's log line. SIPp prints a variable holding 0 as nothing, so a MESSAGE received at
+#: microsecond 0 ends in "<seconds> " and, stripped, lacks the last field: still a line.
+UAS_LINE = re.compile(
+    r"^rx ts ([0-9]+) ([0-9]+) n ([0-9]+) r ([A-Za-z0-9]+) ([0-9.]+)(?: ([0-9.]*))?$"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -728,7 +728,11 @@ def _sipp_stats(path: Path) -> tuple[int, int, int]:
     return num("TotalCallCreated"), num("SuccessfulCall(C)"), num("FailedCall(C)")
 
 
-_UAS_LINE = re.compile(r"^rx ts ([0-9]+) ([0-9]+) n ([0-9]+) r ([A-Za-z0-9]+) ([0-9.]+) ([0-9.]*)$")
+#: The UAS's log line. SIPp prints a variable holding 0 as nothing, so a MESSAGE received at
+#: microsecond 0 ends in "<seconds> " and, stripped, lacks the last field: still a line.
+_UAS_LINE = re.compile(
+    r"^rx ts ([0-9]+) ([0-9]+) n ([0-9]+) r ([A-Za-z0-9]+) ([0-9.]+)(?: ([0-9.]*))?$"
+)
 
 
 def _uas_lines(path: Path, tag: str) -> Iterator[tuple[int, float, float]]:
