@@ -543,6 +543,10 @@ class Bench:
                 "-trace_stat",
                 "-stf",
                 str(stat),
+                # Unexpected messages and failed calls, kept with --keep (`refused`).
+                "-trace_err",
+                "-error_file",
+                str(self.workdir / f"{tag}.sipp-errors.log"),
                 "-fd",
                 "1",
                 f"{LOOPBACK}:{self.sip_port}",
