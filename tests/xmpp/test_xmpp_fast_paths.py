@@ -76,6 +76,39 @@ async def test_messages_sent_together_are_written_once_in_order(
             assert stanza.findtext("{jabber:component:accept}body") == f"m{n}"
 
 
+async def test_held_writes_go_out_at_the_flush_with_no_callback(
+    server: FakeComponentServer,
+) -> None:
+    # The runtime holds the writes over a batch of SIP events and flushes after it
+    # (runtime/app.py): one write, at the flush, and nothing left on the loop.
+    async with _edge(server.port, RecordingHandler()) as edge:
+        assert await edge.wait_up(5)
+        conn = await server.next_connection()
+        component = edge.component
+        assert component is not None
+        writes: list[bytes] = []
+        original = component.transport.write
+
+        def recording_write(data: bytes) -> None:
+            writes.append(bytes(data))
+            original(data)
+
+        component.transport.write = recording_write  # type: ignore[method-assign]
+        edge.hold_writes()
+        ids = [edge.send_message(_message(n)) for n in range(3)]
+        assert writes == [] and edge._flush_handle is None
+        edge.flush()
+        assert len(writes) == 1
+        for n in range(3):
+            assert (await conn.next_stanza()).get("id") == ids[n]
+        # The flush ended the hold: the next message is written by the loop's callback.
+        edge.send_message(_message(9))
+        assert edge._flush_handle is not None
+        await asyncio.sleep(0)
+        assert len(writes) == 2
+        assert (await conn.next_stanza()).findtext("{jabber:component:accept}body") == "m9"
+
+
 async def test_queued_messages_go_out_before_the_closing_tag(
     server: FakeComponentServer,
 ) -> None:

@@ -193,13 +193,18 @@ class Gateway:
         if endpoint is None:
             return
         handle = self.sip_dispatch.handle
-        while (event := endpoint.next_event()) is not None:
-            handle(event)
-        # The stanzas these events became are written before the transport sends what the
-        # core queued meanwhile: a MESSAGE's 2xx (RFC 3428 §7: 202 from a gateway) then
-        # leaves once its stanza is handed to the XMPP server's connection, as the README
-        # says, and the stanza does not wait behind the answers (nor the SIP peer they wake).
-        self.xmpp.flush()
+        # The stanzas these events become are written when they are all handled, before the
+        # transport sends what the core queued meanwhile: a MESSAGE's 2xx (RFC 3428 §7: 202
+        # from a gateway) then leaves once its stanza is handed to the XMPP server's
+        # connection, as the README says, and the stanza does not wait behind the answers
+        # (nor the SIP peer they wake).
+        xmpp = self.xmpp
+        xmpp.hold_writes()
+        try:
+            while (event := endpoint.next_event()) is not None:
+                handle(event)
+        finally:
+            xmpp.flush()
 
     async def _next_hop(self, uri: str) -> TransportAddress:
         target = self.settings.sip.outbound_proxy or uri

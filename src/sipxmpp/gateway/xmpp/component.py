@@ -51,9 +51,10 @@ rather than growing memory.
 Writes are coalesced: the stanzas sent while the event loop runs one batch of work (e.g. the
 MESSAGEs of one burst of SIP datagrams) are joined and written with one ``transport.write``
 at the next loop iteration (``call_soon``), in order, instead of one system call each. The
-delay is that of one loop iteration; :meth:`XmppEdge.flush` writes at once, and the runtime
-calls it after each batch of SIP events, so the stanzas leave before the SIP answers to
-the requests they came from. Stanzas queued for a connection that has gone by the time of
+delay is that of one loop iteration; :meth:`XmppEdge.flush` writes at once. The runtime
+holds the writes while it handles a batch of SIP events (:meth:`XmppEdge.hold_writes`) and
+flushes after it, so the stanzas leave before the SIP answers to the requests they came
+from, with no callback (and no extra loop iteration) for them. Stanzas queued for a connection that has gone by the time of
 the flush are dropped, as bytes in that connection's own buffer would be.
 """
 
@@ -205,6 +206,8 @@ class XmppEdge:
         self._out_transport: Any = None
         self._out_bytes = 0
         self._flush_handle: asyncio.Handle | None = None
+        #: Between :meth:`hold_writes` and :meth:`flush`: the caller writes, no callback.
+        self._held = False
         self._session_seen = False
         self._stopping = False
         #: Connection attempts made so far (for diagnostics and tests).
@@ -371,7 +374,7 @@ class XmppEdge:
             raise LinkCongested("the XMPP server is not reading; message not queued")
         self._out.append(data)
         self._out_bytes += len(data)
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._held:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
         assert msg.id is not None
         return msg.id
@@ -402,7 +405,7 @@ class XmppEdge:
             raise LinkCongested("the XMPP server is not reading; presence not queued")
         self._out.append(data)
         self._out_bytes += len(data)
-        if self._flush_handle is None:
+        if self._flush_handle is None and not self._held:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _reply_presence_error(self, received: XmppPresence, error: StanzaError) -> None:
@@ -417,8 +420,15 @@ class XmppEdge:
             error=error,
         )
 
+    def hold_writes(self) -> None:
+        """Queue the stanzas sent from now on without scheduling their write: the caller
+        writes them with :meth:`flush` (which it must call, also when it fails)."""
+        self._held = True
+
     def flush(self) -> None:
-        """Write the stanzas queued so far now, not at the next loop iteration."""
+        """Write the stanzas queued so far now, not at the next loop iteration, and end a
+        :meth:`hold_writes`."""
+        self._held = False
         if self._out:
             self._flush()
 
