@@ -54,8 +54,9 @@ at the next loop iteration (``call_soon``), in order, instead of one system call
 delay is that of one loop iteration; :meth:`XmppEdge.flush` writes at once. The runtime
 holds the writes while it handles a batch of SIP events (:meth:`XmppEdge.hold_writes`) and
 flushes after it, so the stanzas leave before the SIP answers to the requests they came
-from, with no callback (and no extra loop iteration) for them. Stanzas queued for a connection that has gone by the time of
-the flush are dropped, as bytes in that connection's own buffer would be.
+from, with no callback (and no extra loop iteration) for them. Stanzas queued for a
+connection that has gone by the time of the flush are dropped, as bytes in that
+connection's own buffer would be.
 """
 
 from __future__ import annotations
