@@ -165,10 +165,21 @@ class ByteStream:
         return self.times[bisect.bisect_right(self.ends, offset)]
 
 
-def stanza_times(stream: ByteStream, tag: str) -> dict[int, float]:
-    """Sequence number -> capture time of the segment completing that message stanza."""
+def id_marker(tag: str) -> re.Pattern[bytes]:
+    """An XMPP -> SIP stanza's id: ``<tag>-<seq>`` (the sender picks it)."""
+    return re.compile(rb"id=['\"]" + re.escape(tag.encode()) + rb"-([0-9]+)['\"]")
+
+
+def body_marker(tag: str) -> re.Pattern[bytes]:
+    """A message body's ``n <seq> r <tag>`` (SIP -> XMPP stanzas: the gateway picks the id)."""
+    return re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
+
+
+def stanza_times(stream: ByteStream, marker: re.Pattern[bytes]) -> dict[int, float]:
+    """Sequence number (``marker``'s group) -> capture time of the segment completing the
+    message stanza the marker is found in."""
     out: dict[int, float] = {}
-    for m in re.finditer(rb"id=['\"]" + re.escape(tag.encode()) + rb"-([0-9]+)['\"]", stream.data):
+    for m in marker.finditer(stream.data):
         end = stream.data.find(MESSAGE_END, m.end())
         if end >= 0:
             out.setdefault(int(m.group(1)), stream.time_at(end + len(MESSAGE_END) - 1))
@@ -230,17 +241,6 @@ def receiver_times(path: Path) -> dict[int, tuple[float, float]]:
         fields = line.split()
         if len(fields) == 3:
             out.setdefault(int(fields[0]), (float(fields[1]), float(fields[2])))
-    return out
-
-
-def body_times(stream: ByteStream, tag: str) -> dict[int, float]:
-    """Sequence number -> capture time of the segment completing the message stanza whose
-    body carries ``n <seq> r <tag>`` (SIP -> XMPP stanzas: the gateway picks the id)."""
-    out: dict[int, float] = {}
-    for m in re.finditer(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b", stream.data):
-        end = stream.data.find(MESSAGE_END, m.end())
-        if end >= 0:
-            out.setdefault(int(m.group(1)), stream.time_at(end + len(MESSAGE_END) - 1))
     return out
 
 
@@ -319,7 +319,7 @@ def message_datagram_times(
     packets: Sequence[Packet], keep: Callable[[Packet], bool], tag: str
 ) -> dict[int, float]:
     """Sequence number -> capture time of the first MESSAGE datagram ``keep`` takes."""
-    body = re.compile(rb"n ([0-9]+) r " + re.escape(tag.encode()) + rb"\b")
+    body = body_marker(tag)
     out: dict[int, float] = {}
     for p in packets:
         if p.proto == IPPROTO_UDP and keep(p) and p.payload.startswith(b"MESSAGE "):
@@ -346,9 +346,10 @@ def split_xmpp_sip(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: 
     rows = uas_times(workdir / f"{tag}.uas.log", tag)
     if not rows:
         raise SystemExit(f"no message of step {tag} in its UAS log")
+    marker = id_marker(tag)
     points = [
-        tcp_times(packets, lambda p: p.dport == ports.c2s, lambda s: stanza_times(s, tag)),
-        tcp_times(packets, lambda p: p.sport == ports.component, lambda s: stanza_times(s, tag)),
+        tcp_times(packets, lambda p: p.dport == ports.c2s, lambda s: stanza_times(s, marker)),
+        tcp_times(packets, lambda p: p.sport == ports.component, lambda s: stanza_times(s, marker)),
         message_datagram_times(
             packets, lambda p: (p.sport, p.dport) == (ports.sip, ports.uas), tag
         ),
@@ -361,10 +362,11 @@ def split_sip_xmpp(workdir: Path, packets: Sequence[Packet], ports: Ports, tag: 
     rows = receiver_times(workdir / f"{tag}.latency.txt")
     if not rows:
         raise SystemExit(f"no message of step {tag} in its latency file")
+    marker = body_marker(tag)
     points = [
         message_datagram_times(packets, lambda p: p.dport == ports.sip, tag),
-        tcp_times(packets, lambda p: p.dport == ports.component, lambda s: body_times(s, tag)),
-        tcp_times(packets, lambda p: p.sport == ports.c2s, lambda s: body_times(s, tag)),
+        tcp_times(packets, lambda p: p.dport == ports.component, lambda s: stanza_times(s, marker)),
+        tcp_times(packets, lambda p: p.sport == ports.c2s, lambda s: stanza_times(s, marker)),
     ]
     return split_legs(rows, ("sipp", "gateway", "prosody", "receiver"), points)
 

@@ -39,6 +39,21 @@ def _message(n: int) -> XmppMessage:
     return XmppMessage(from_jid=f"u{n}@{COMPONENT}", to_jid="bob@example.test", body=f"m{n}")
 
 
+def _record_writes(edge: XmppEdge) -> list[bytes]:
+    """The bytes of each write the edge makes to the server from now on."""
+    component = edge.component
+    assert component is not None
+    writes: list[bytes] = []
+    original = component.transport.write
+
+    def recording_write(data: bytes) -> None:
+        writes.append(bytes(data))
+        original(data)
+
+    component.transport.write = recording_write
+    return writes
+
+
 @pytest.fixture
 async def server() -> AsyncIterator[FakeComponentServer]:
     srv = FakeComponentServer()
@@ -49,59 +64,32 @@ async def server() -> AsyncIterator[FakeComponentServer]:
         await srv.close()
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["loop callback", "held and flushed"])
 async def test_messages_sent_together_are_written_once_in_order(
-    server: FakeComponentServer,
+    server: FakeComponentServer, held: bool
 ) -> None:
+    # Held: the runtime holds the writes over a batch of SIP events and flushes after it
+    # (runtime/app.py), with no callback left on the loop.
     async with _edge(server.port, RecordingHandler()) as edge:
         assert await edge.wait_up(5)
         conn = await server.next_connection()
-        component = edge.component
-        assert component is not None
-        writes: list[bytes] = []
-        original = component.transport.write
-
-        def recording_write(data: bytes) -> None:
-            writes.append(bytes(data))
-            original(data)
-
-        component.transport.write = recording_write  # type: ignore[method-assign]
+        writes = _record_writes(edge)
+        if held:
+            edge.hold_writes()
         ids = [edge.send_message(_message(n)) for n in range(5)]
         assert writes == []  # queued, not yet written
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        if held:
+            assert edge._flush_handle is None
+            edge.flush()
+        else:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
         assert len(writes) == 1
         for n in range(5):
             stanza = await conn.next_stanza()
             assert stanza.get("id") == ids[n]
             assert stanza.findtext("{jabber:component:accept}body") == f"m{n}"
-
-
-async def test_held_writes_go_out_at_the_flush_with_no_callback(
-    server: FakeComponentServer,
-) -> None:
-    # The runtime holds the writes over a batch of SIP events and flushes after it
-    # (runtime/app.py): one write, at the flush, and nothing left on the loop.
-    async with _edge(server.port, RecordingHandler()) as edge:
-        assert await edge.wait_up(5)
-        conn = await server.next_connection()
-        component = edge.component
-        assert component is not None
-        writes: list[bytes] = []
-        original = component.transport.write
-
-        def recording_write(data: bytes) -> None:
-            writes.append(bytes(data))
-            original(data)
-
-        component.transport.write = recording_write  # type: ignore[method-assign]
-        edge.hold_writes()
-        ids = [edge.send_message(_message(n)) for n in range(3)]
-        assert writes == [] and edge._flush_handle is None
-        edge.flush()
-        assert len(writes) == 1
-        for n in range(3):
-            assert (await conn.next_stanza()).get("id") == ids[n]
-        # The flush ended the hold: the next message is written by the loop's callback.
+        # A flush ends the hold: the next message is written by the loop's callback.
         edge.send_message(_message(9))
         assert edge._flush_handle is not None
         await asyncio.sleep(0)
