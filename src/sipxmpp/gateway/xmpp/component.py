@@ -356,27 +356,11 @@ class XmppEdge:
         ``convert.message_to_xml``) or one larger than :data:`MAX_OUTGOING_STANZA_BYTES`.
         Nothing is sent when it raises.
         """
-        xmpp = self._xmpp
-        transport = xmpp.transport if xmpp is not None else None
-        if not self._up or transport is None or transport.is_closing():
-            raise LinkDown("the XMPP component link is down")
+        transport = self._live_transport()
         if msg.id is None:
             msg = dataclasses.replace(msg, id=self._new_id())
         data = message_to_xml(msg, component_domain=self._config.component_jid).encode("utf-8")
-        if len(data) > MAX_OUTGOING_STANZA_BYTES:
-            raise LocalXmppError(
-                f"message stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
-                condition="policy-violation",
-            )
-        if transport is not self._out_transport:
-            self._discard_output()
-            self._out_transport = transport
-        if transport.get_write_buffer_size() + self._out_bytes > MAX_WRITE_BUFFER_BYTES:
-            raise LinkCongested("the XMPP server is not reading; message not queued")
-        self._out.append(data)
-        self._out_bytes += len(data)
-        if self._flush_handle is None and not self._held:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+        self._enqueue(data, transport, "message")
         assert msg.id is not None
         return msg.id
 
@@ -387,23 +371,34 @@ class XmppEdge:
         :class:`LocalXmppError` (see ``presence_convert.presence_to_xml``). Nothing is sent
         when it raises. An outgoing presence keeps the id it has (presence needs none).
         """
+        transport = self._live_transport()
+        data = presence_to_xml(
+            presence, component_domain=self._config.component_jid, error=error
+        ).encode("utf-8")
+        self._enqueue(data, transport, "presence")
+
+    def _live_transport(self) -> Any:
+        """The component link's transport (raises :class:`LinkDown` when it is not up)."""
         xmpp = self._xmpp
         transport = xmpp.transport if xmpp is not None else None
         if not self._up or transport is None or transport.is_closing():
             raise LinkDown("the XMPP component link is down")
-        data = presence_to_xml(
-            presence, component_domain=self._config.component_jid, error=error
-        ).encode("utf-8")
+        return transport
+
+    def _enqueue(self, data: bytes, transport: Any, kind: str) -> None:
+        """Queue one serialized ``kind`` stanza for the coalesced write (module docstring),
+        or refuse it: :class:`LocalXmppError` over :data:`MAX_OUTGOING_STANZA_BYTES`,
+        :class:`LinkCongested` when the server is not reading."""
         if len(data) > MAX_OUTGOING_STANZA_BYTES:
             raise LocalXmppError(
-                f"presence stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
+                f"{kind} stanza of {len(data)} bytes exceeds {MAX_OUTGOING_STANZA_BYTES}",
                 condition="policy-violation",
             )
         if transport is not self._out_transport:
             self._discard_output()
             self._out_transport = transport
         if transport.get_write_buffer_size() + self._out_bytes > MAX_WRITE_BUFFER_BYTES:
-            raise LinkCongested("the XMPP server is not reading; presence not queued")
+            raise LinkCongested(f"the XMPP server is not reading; {kind} not queued")
         self._out.append(data)
         self._out_bytes += len(data)
         if self._flush_handle is None and not self._held:
